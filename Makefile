@@ -1,0 +1,33 @@
+# campus_sync: a PostgreSQL extension (PGXS build)
+EXTENSION = campus_sync
+EXTVERSION = 0.1
+
+MODULE_big = campus_sync
+OBJS = \
+	src/campus_sync.o \
+	src/target.o \
+	src/payload.o \
+	src/payload_opscom.o \
+	src/payload_cloudcard.o \
+	src/row_plan.o \
+	src/http.o \
+	src/response.o \
+	src/cloudcard_auth.o \
+	src/request.o \
+	src/push.o \
+	src/lookup.o
+
+DATA = campus_sync--$(EXTVERSION).sql
+
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=.
+
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+# -isystem: warnings inside PostgreSQL's own headers are not ours to fix
+PG_CPPFLAGS = -DEXTVERSION=\"$(EXTVERSION)\" -isystem $(shell $(PG_CONFIG) --includedir-server) \
+	$(shell pkg-config --cflags libcurl libcjson)
+PG_CFLAGS = -Wall -Wextra $(EXTRA_CFLAGS)
+SHLIB_LINK = $(shell pkg-config --libs libcurl libcjson)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,88 @@
+-- Installing campus_sync, the test helpers and the test targets.
+CREATE EXTENSION campus_sync;
+
+SELECT extname, extversion, extrelocatable, n.nspname
+FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE extname = 'campus_sync';
+
+SELECT fdwname, fdwvalidator::regproc, fdwhandler FROM pg_foreign_data_wrapper
+WHERE fdwname = 'campus_sync';
+
+-- The SQL interface, as SPEC.md names it.
+SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args,
+       pg_get_function_result(p.oid) AS result
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'campus_sync' ORDER BY 1, 2;
+
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = 'campus_sync.push_result'::regclass AND attnum > 0 ORDER BY attnum;
+
+-- Test helpers: commands to the mock API's control port, through curl.
+CREATE TABLE mock_out (line text);
+
+CREATE FUNCTION mock(cmd text) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  url text := current_setting('test.mock_control') || '/_mock/' || cmd;
+  result jsonb;
+BEGIN
+  DELETE FROM mock_out;
+  EXECUTE format($c$COPY mock_out FROM PROGRAM %L WITH (FORMAT csv, DELIMITER E'\x01', QUOTE E'\x02')$c$,
+                 'curl -sS -X POST ''' || replace(url, '''', '''\''''') || '''');
+  SELECT string_agg(line, E'\n')::jsonb INTO result FROM mock_out;
+  RETURN result;
+END $$;
+
+-- Every request the mock received since the last reset, in order.
+CREATE FUNCTION mock_requests() RETURNS SETOF jsonb LANGUAGE sql AS $$
+  SELECT jsonb_array_elements(mock('requests'))
+$$;
+
+CREATE FUNCTION mock_reset() RETURNS void LANGUAGE sql AS $$
+  SELECT mock('reset'); SELECT NULL::void
+$$;
+
+SELECT mock('reset');
+
+-- Runs a statement that must fail; shows its SQLSTATE, message, detail, hint.
+CREATE FUNCTION err(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  st text; msg text; det text; hnt text;
+BEGIN
+  EXECUTE stmt;
+  RETURN 'no error';
+EXCEPTION WHEN others THEN
+  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                          det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+  RETURN st || ': ' || msg || coalesce(E'\nDETAIL: ' || nullif(det, ''), '')
+         || coalesce(E'\nHINT: ' || nullif(hnt, ''), '');
+END $$;
+
+-- The targets most tests use.  The URLs come from the test runner.
+DO $$
+BEGIN
+  EXECUTE format('CREATE SERVER opscom FOREIGN DATA WRAPPER campus_sync
+                    OPTIONS (service %L, url %L, login_source %L)',
+                 'opscom', current_setting('test.mock_api'), 'BANNER');
+  EXECUTE format('CREATE SERVER cloudcard FOREIGN DATA WRAPPER campus_sync
+                    OPTIONS (service %L, url %L)',
+                 'cloudcard', current_setting('test.mock_api'));
+  EXECUTE format('CREATE SERVER cloudcard_static FOREIGN DATA WRAPPER campus_sync
+                    OPTIONS (service %L, url %L, find_by %L)',
+                 'cloudcard', current_setting('test.mock_api'), 'email');
+  EXECUTE format('CREATE SERVER cloudcard_people FOREIGN DATA WRAPPER campus_sync
+                    OPTIONS (service %L, url %L, api %L)',
+                 'cloudcard', current_setting('test.mock_api'), 'people');
+END $$;
+
+CREATE USER MAPPING FOR PUBLIC SERVER opscom OPTIONS (api_token 'opscom-test-token-0123456789');
+CREATE USER MAPPING FOR PUBLIC SERVER cloudcard OPTIONS (persistent_access_token 'pat-test-0123456789abcdef');
+CREATE USER MAPPING FOR PUBLIC SERVER cloudcard_static OPTIONS (auth_token 'cc-static-token-0123456789');
+CREATE USER MAPPING FOR PUBLIC SERVER cloudcard_people OPTIONS (auth_token 'cc-static-token-0123456789');
+
+SELECT srvname, array_to_string(srvoptions, ', ') ~ '127\.0\.0\.1' AS points_at_mock
+FROM pg_foreign_server ORDER BY srvname;
+
+-- Who may call what (SPEC section 7).
+SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_may_execute
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'campus_sync' ORDER BY 1;

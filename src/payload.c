@@ -1,0 +1,483 @@
+/*-------------------------------------------------------------------------
+ *
+ * payload.c
+ *	  What both services' body builders share: rows, mappings, value
+ *	  formatting, validation messages and JSON output.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "payload.h"
+
+PayloadPlan *
+payload_plan_create(SyncTarget *target, TupleDesc desc, Jsonb *mapping)
+{
+	List	   *entries = mapping_parse(mapping, target->service);
+
+	if (target->service == SERVICE_OPSCOM)
+		return opscom_plan_create(target, desc, entries);
+	return cloudcard_plan_create(target, desc, entries);
+}
+
+void
+payload_build(PayloadPlan *plan, RowValues *row, Payload *out)
+{
+	memset(out, 0, sizeof(Payload));
+	if (plan->service == SERVICE_OPSCOM)
+		opscom_build(plan, row, out);
+	else
+		cloudcard_build(plan, row, out);
+}
+
+bool
+payload_is_api_field(ServiceKind service, const char *name)
+{
+	return service == SERVICE_OPSCOM ? opscom_is_field(name) :
+		cloudcard_is_field(name);
+}
+
+void
+payload_raise(PayloadError *error)
+{
+	ereport(ERROR,
+			(errcode(error->sqlstate),
+			 errmsg("%s", error->message),
+			 error->detail ? errdetail("%s", error->detail) : 0,
+			 error->hint ? errhint("%s", error->hint) : 0));
+	pg_unreachable();
+}
+
+/* The error as one readable line, for push_result.error and the queue. */
+char *
+payload_error_text(PayloadError *error)
+{
+	if (error->detail)
+		return psprintf("%s (%s)", error->message, error->detail);
+	return pstrdup(error->message);
+}
+
+/* Would the two payloads send the same thing (or fail the same way)? */
+bool
+payload_equal(Payload *a, Payload *b)
+{
+	if ((a->body == NULL) != (b->body == NULL))
+		return false;
+	if (a->body)
+		return strcmp(a->body, b->body) == 0;
+	return strcmp(a->error->message, b->error->message) == 0;
+}
+
+void
+row_values_from_record(HeapTupleHeader rec, RowValues *row)
+{
+	HeapTupleData tuple;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = rec;
+	row_values_from_tuple(row->desc, &tuple, row);
+}
+
+void
+row_values_from_tuple(TupleDesc desc, HeapTuple tuple, RowValues *row)
+{
+	row->desc = desc;
+	row->values = palloc(desc->natts * sizeof(Datum));
+	row->nulls = palloc(desc->natts * sizeof(bool));
+	heap_deform_tuple(tuple, desc, row->values, row->nulls);
+}
+
+/*
+ * mapping_parse
+ *		The mapping argument as a list of MappingEntry.  Keys must be API
+ *		fields; values a column name, null (do not send) or, for CloudCard
+ *		customFields, an object of custom field name -> column name.
+ */
+List *
+mapping_parse(Jsonb *mapping, ServiceKind service)
+{
+	List	   *entries = NIL;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	if (mapping == NULL)
+		return NIL;
+	if (!JB_ROOT_IS_OBJECT(mapping) || JB_ROOT_IS_SCALAR(mapping))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mapping must be a JSON object of API field names to column names"),
+				 errhint("For example '{\"unique_id\": \"banner_id\"}'.")));
+
+	it = JsonbIteratorInit(&mapping->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		MappingEntry *e;
+
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+
+		if (!payload_is_api_field(service, key))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("mapping key \"%s\" is not a field of the %s API", key,
+							service == SERVICE_OPSCOM ? "OPS-COM" : "CloudCard"),
+					 errhint("Keys are API field names and values are column names, as in '{\"%s\": \"your_column\"}'.",
+							 service == SERVICE_OPSCOM ? "unique_id" : "identifier")));
+
+		e = palloc0(sizeof(MappingEntry));
+		e->field = key;
+		if (v.type == jbvString)
+			e->column = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (v.type == jbvNull)
+			e->column = NULL;
+		else if (v.type == jbvBinary && service == SERVICE_CLOUDCARD &&
+				 (strcmp(key, "customFields") == 0 || strcmp(key, "custom_fields") == 0))
+			e->object = JsonbValueToJsonb(&v);
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("mapping for \"%s\" must be a column name or null", key)));
+		entries = lappend(entries, e);
+	}
+	return entries;
+}
+
+MappingEntry *
+mapping_find(List *entries, const char *field)
+{
+	ListCell   *lc;
+
+	if (field == NULL)
+		return NULL;
+	foreach(lc, entries)
+	{
+		MappingEntry *e = lfirst(lc);
+
+		if (strcmp(e->field, field) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+int
+row_find_column(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+void
+column_ref_init(SourceColumn *ref, TupleDesc desc, int attno)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, attno);
+	Oid			typid = getBaseType(att->atttypid);
+
+	ref->attno = attno;
+	ref->colname = pstrdup(NameStr(att->attname));
+	ref->typid = typid;
+	switch (typid)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+		case NAMEOID:
+			ref->conv = CONV_TEXT;
+			break;
+		case BPCHAROID:
+			ref->conv = CONV_BPCHAR;
+			break;
+		case DATEOID:
+			ref->conv = CONV_DATE;
+			break;
+		case TIMESTAMPOID:
+			ref->conv = CONV_TIMESTAMP;
+			break;
+		case TIMESTAMPTZOID:
+			ref->conv = CONV_TIMESTAMPTZ;
+			break;
+		case BOOLOID:
+			ref->conv = CONV_BOOL;
+			break;
+		case JSONOID:
+			ref->conv = CONV_JSON;
+			break;
+		case JSONBOID:
+			ref->conv = CONV_JSONB;
+			break;
+		default:
+			{
+				Oid			outfn;
+				bool		varlena;
+
+				ref->conv = CONV_OTHER;
+				getTypeOutputInfo(att->atttypid, &outfn, &varlena);
+				fmgr_info(outfn, &ref->outfn);
+			}
+	}
+}
+
+/*
+ * column_for_field
+ *		The column that feeds an API field: the one the mapping names (NULL
+ *		if the mapping says null), else the column named like the field or
+ *		its alternate name.  A mapping naming a missing column raises.
+ */
+SourceColumn *
+column_for_field(TupleDesc desc, List *mapping, const char *field,
+				 const char *alt_name, const char *service_label)
+{
+	MappingEntry *e = mapping_find(mapping, field);
+	int			attno;
+	SourceColumn  *ref;
+
+	if (e == NULL)
+		e = mapping_find(mapping, alt_name);
+
+	if (e != NULL)
+	{
+		if (e->column == NULL)
+			return NULL;
+		attno = row_find_column(desc, e->column);
+		if (attno < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("mapping for %s field \"%s\" names column \"%s\", which the row does not have",
+							service_label, e->field, e->column),
+					 errhint("Check the spelling; column names are case sensitive.")));
+	}
+	else
+	{
+		attno = row_find_column(desc, field);
+		if (attno < 0 && alt_name)
+			attno = row_find_column(desc, alt_name);
+		if (attno < 0)
+			return NULL;
+	}
+
+	ref = palloc0(sizeof(SourceColumn));
+	column_ref_init(ref, desc, attno);
+	return ref;
+}
+
+static PayloadError *
+date_range_error(SourceColumn *ref, const char *field)
+{
+	return payload_error(ERRCODE_DATETIME_FIELD_OVERFLOW,
+						 psprintf("the date for field \"%s\" is out of range: it must be between 0001-01-01 and 9999-12-31",
+								  field),
+						 psprintf("The value comes from column \"%s\".", ref->colname),
+						 NULL);
+}
+
+static char *
+format_ymd(SourceColumn *ref, int year, int month, int day, const char *field,
+		   PayloadError **error)
+{
+	if (year < 1 || year > 9999)
+	{
+		*error = date_range_error(ref, field);
+		return NULL;
+	}
+	return psprintf("%04d-%02d-%02d", year, month, day);
+}
+
+/*
+ * column_value_text
+ *		A non-NULL column value as the text that is sent: dates as
+ *		yyyy-mm-dd whatever DateStyle, char(n) without its padding, numbers
+ *		and everything else by the type's output function.
+ */
+char *
+column_value_text(SourceColumn *ref, Datum value, const char *field,
+				  PayloadError **error)
+{
+	*error = NULL;
+	switch (ref->conv)
+	{
+		case CONV_TEXT:
+			return TextDatumGetCString(value);
+		case CONV_BPCHAR:
+			{
+				char	   *s = TextDatumGetCString(value);
+				int			len = strlen(s);
+
+				while (len > 0 && s[len - 1] == ' ')
+					s[--len] = '\0';
+				return s;
+			}
+		case CONV_DATE:
+			{
+				DateADT		date = DatumGetDateADT(value);
+				int			y,
+							m,
+							d;
+
+				if (DATE_NOT_FINITE(date))
+				{
+					*error = date_range_error(ref, field);
+					return NULL;
+				}
+				j2date(date + POSTGRES_EPOCH_JDATE, &y, &m, &d);
+				return format_ymd(ref, y, m, d, field, error);
+			}
+		case CONV_TIMESTAMP:
+		case CONV_TIMESTAMPTZ:
+			{
+				Timestamp	ts = DatumGetTimestamp(value);
+				struct pg_tm tm;
+				fsec_t		fsec;
+				int			tz;
+
+				if (TIMESTAMP_NOT_FINITE(ts) ||
+					timestamp2tm(ts, ref->conv == CONV_TIMESTAMPTZ ? &tz : NULL,
+								 &tm, &fsec, NULL, NULL) != 0)
+				{
+					*error = date_range_error(ref, field);
+					return NULL;
+				}
+				return format_ymd(ref, tm.tm_year, tm.tm_mon, tm.tm_mday, field, error);
+			}
+		case CONV_BOOL:
+			return pstrdup(DatumGetBool(value) ? "true" : "false");
+		case CONV_JSON:
+			return TextDatumGetCString(value);
+		case CONV_JSONB:
+			return JsonbToCString(NULL, &DatumGetJsonbP(value)->root, 0);
+		case CONV_OTHER:
+			return OutputFunctionCall(&ref->outfn, value);
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+PayloadError *
+payload_error(int sqlstate, const char *message, const char *detail,
+			  const char *hint)
+{
+	PayloadError *e = palloc0(sizeof(PayloadError));
+
+	e->sqlstate = sqlstate;
+	e->message = pstrdup(message);
+	e->detail = detail ? pstrdup(detail) : NULL;
+	e->hint = hint ? pstrdup(hint) : NULL;
+	return e;
+}
+
+static char *
+source_detail(SourceColumn *col)
+{
+	return col ? psprintf("The value comes from column \"%s\".", col->colname) : NULL;
+}
+
+PayloadError *
+check_max_length(const char *service_label, const char *field, SourceColumn *col,
+				 const char *value, int max_chars)
+{
+	int			chars;
+
+	/* bytes >= characters: most values need no counting */
+	if (max_chars <= 0 || strlen(value) <= (size_t) max_chars)
+		return NULL;
+	chars = pg_mbstrlen(value);
+	if (chars <= max_chars)
+		return NULL;
+	return payload_error(ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
+						 psprintf("%s field \"%s\" is too long: %d characters, the limit is %d",
+								  service_label, field, chars, max_chars),
+						 source_detail(col),
+						 "Shorten the value, or map another column with the mapping argument.");
+}
+
+/*
+ * An email shape: one '@', a local part, a domain with a dot inside it,
+ * no blanks or control characters.  What the services would accept is
+ * not published; this catches the common mistakes before sending.
+ */
+PayloadError *
+check_email(const char *service_label, const char *field, const char *value)
+{
+	const char *at = strchr(value, '@');
+	const char *dot;
+	bool		ok = true;
+
+	for (const char *p = value; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f)
+			ok = false;
+	if (at == NULL || at == value || strchr(at + 1, '@') != NULL)
+		ok = false;
+	else
+	{
+		dot = strrchr(at + 1, '.');
+		if (dot == NULL || dot == at + 1 || dot[1] == '\0' ||
+			strstr(at + 1, "..") != NULL)
+			ok = false;
+	}
+	if (ok)
+		return NULL;
+	return payload_error(ERRCODE_INVALID_TEXT_REPRESENTATION,
+						 psprintf("%s field \"%s\" is not an email address: \"%s\"",
+								  service_label, field, value),
+						 NULL,
+						 "An email address looks like name@example.edu.");
+}
+
+PayloadError *
+missing_field_error(const char *service_label, const char *field,
+					SourceColumn *col, const char *hint)
+{
+	char	   *detail = col ?
+		psprintf("Column \"%s\" is NULL or empty.", col->colname) :
+		psprintf("The row has no column \"%s\" and the mapping names none.", field);
+
+	return payload_error(ERRCODE_NOT_NULL_VIOLATION,
+						 psprintf("%s field \"%s\" is required", service_label, field),
+						 detail,
+						 hint ? hint :
+						 psprintf("Give it a value, or map a column to it: mapping => '{\"%s\": \"your_column\"}'.",
+								  field));
+}
+
+void
+json_add_string(StringInfo buf, bool *first, const char *key, const char *value)
+{
+	if (!*first)
+		appendStringInfoChar(buf, ',');
+	*first = false;
+	escape_json(buf, key);
+	appendStringInfoChar(buf, ':');
+	escape_json(buf, value);
+}
+
+void
+json_add_bool(StringInfo buf, bool *first, const char *key, bool value)
+{
+	if (!*first)
+		appendStringInfoChar(buf, ',');
+	*first = false;
+	escape_json(buf, key);
+	appendStringInfoString(buf, value ? ":true" : ":false");
+}

@@ -1,0 +1,181 @@
+/*-------------------------------------------------------------------------
+ *
+ * push.c
+ *	  The synchronous SQL functions: payload previews, push and upsert now,
+ *	  in this backend, and the CloudCard login link.
+ *
+ *	  opscom_push and cloudcard_upsert never raise for a problem of the row
+ *	  or of the remote: they return ok = false and a readable error, so
+ *	  that one SELECT can run them over a whole table.  Configuration
+ *	  problems (no server, no USAGE, no user mapping) raise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "payload.h"
+#include "request.h"
+#include "response.h"
+#include "row_plan.h"
+
+PG_FUNCTION_INFO_V1(campus_sync_opscom_payload);
+PG_FUNCTION_INFO_V1(campus_sync_cloudcard_payload);
+PG_FUNCTION_INFO_V1(campus_sync_opscom_push);
+PG_FUNCTION_INFO_V1(campus_sync_cloudcard_upsert);
+PG_FUNCTION_INFO_V1(campus_sync_cloudcard_login_link);
+
+#define ARG_PERSON 0
+#define ARG_MAPPING 1
+#define ARG_SERVER 2
+#define ARG_OPTIONS 3
+
+static Jsonb *
+jsonb_arg(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	return PG_GETARG_JSONB_P(argno);
+}
+
+static RowPlan *
+plan_for_call(FunctionCallInfo fcinfo, ServiceKind service, bool has_options)
+{
+	return row_plan_get(fcinfo, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON),
+						server_arg(fcinfo, ARG_SERVER),
+						jsonb_arg(fcinfo, ARG_MAPPING),
+						has_options ? jsonb_arg(fcinfo, ARG_OPTIONS) : NULL,
+						service);
+}
+
+/* The body a row would send, secrets left out; raises if it is invalid. */
+static Datum
+payload_preview(FunctionCallInfo fcinfo, ServiceKind service)
+{
+	RowPlan    *plan;
+	Payload		payload;
+
+	if (PG_ARGISNULL(ARG_PERSON))
+		PG_RETURN_NULL();
+	plan = plan_for_call(fcinfo, service, true);
+	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON), &payload);
+	if (payload.error)
+		payload_raise(payload.error);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(payload.body)));
+}
+
+Datum
+campus_sync_opscom_payload(PG_FUNCTION_ARGS)
+{
+	return payload_preview(fcinfo, SERVICE_OPSCOM);
+}
+
+Datum
+campus_sync_cloudcard_payload(PG_FUNCTION_ARGS)
+{
+	return payload_preview(fcinfo, SERVICE_CLOUDCARD);
+}
+
+/* A campus_sync.push_result row. */
+static Datum
+push_result(FunctionCallInfo fcinfo, bool ok, int http_status,
+			const char *remote_id, const char *response, const char *error,
+			double elapsed_ms)
+{
+	TupleDesc	desc;
+	Datum		values[6];
+	bool		nulls[6] = {0};
+	Jsonb	   *jb = response_jsonb(response);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("function returning campus_sync.push_result called in a context that cannot accept it")));
+	desc = BlessTupleDesc(desc);
+
+	values[0] = BoolGetDatum(ok);
+	values[1] = Int32GetDatum(http_status);
+	nulls[1] = http_status == 0;
+	values[2] = remote_id ? CStringGetTextDatum(remote_id) : (Datum) 0;
+	nulls[2] = remote_id == NULL;
+	values[3] = jb ? JsonbPGetDatum(jb) : (Datum) 0;
+	nulls[3] = jb == NULL;
+	values[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[4] = error == NULL;
+	values[5] = Float8GetDatum(elapsed_ms);
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+/* Sends one row now and waits; see the file header for what raises. */
+static Datum
+push_now(FunctionCallInfo fcinfo, ServiceKind service)
+{
+	RowPlan    *plan;
+	TargetSecret *secret;
+	Payload		payload;
+	SyncJob		job;
+
+	if (PG_ARGISNULL(ARG_PERSON))
+		PG_RETURN_NULL();
+	plan = plan_for_call(fcinfo, service, true);
+	secret = target_secret(plan->target, GetUserId(), false);
+
+	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON), &payload);
+	if (payload.error)
+		return push_result(fcinfo, false, 0, NULL, NULL,
+						   payload_error_text(payload.error), 0);
+
+	job_init(&job, JOB_PUSH, plan->target, secret, payload.body, payload.person_key);
+	job_run(&job);
+	return push_result(fcinfo, job.outcome == JOB_OK, job.http_status,
+					   job.remote_id, job.response, job.error, job.elapsed_ms);
+}
+
+Datum
+campus_sync_opscom_push(PG_FUNCTION_ARGS)
+{
+	return push_now(fcinfo, SERVICE_OPSCOM);
+}
+
+Datum
+campus_sync_cloudcard_upsert(PG_FUNCTION_ARGS)
+{
+	return push_now(fcinfo, SERVICE_CLOUDCARD);
+}
+
+/*
+ * cloudcard_login_link
+ *		Creates or updates the cardholder with the deprecated people API and
+ *		returns the single-sign-on link (CloudCard resets the password).
+ *		A look-up: failures raise.
+ */
+Datum
+campus_sync_cloudcard_login_link(PG_FUNCTION_ARGS)
+{
+	RowPlan    *plan;
+	TargetSecret *secret;
+	Payload		payload;
+	SyncJob		job;
+
+	if (PG_ARGISNULL(ARG_PERSON))
+		PG_RETURN_NULL();
+	plan = plan_for_call(fcinfo, SERVICE_CLOUDCARD, false);
+	secret = target_secret(plan->target, GetUserId(), false);
+	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON), &payload);
+	if (payload.error)
+		payload_raise(payload.error);
+
+	job_init(&job, JOB_LOGIN_LINK, plan->target, secret, payload.body, payload.person_key);
+	job_run(&job);
+	if (job.outcome != JOB_OK)
+		ereport(ERROR,
+				(errcode(job.transport_error ? ERRCODE_CONNECTION_FAILURE : ERRCODE_FDW_ERROR),
+				 errmsg("could not get a CloudCard login link for \"%s\"", payload.person_key),
+				 errdetail("%s", job.error)));
+	PG_RETURN_TEXT_P(cstring_to_text(job.login_link));
+}

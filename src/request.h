@@ -1,0 +1,77 @@
+/*-------------------------------------------------------------------------
+ *
+ * request.h
+ *	  A sync job: the one or more HTTP requests that deliver one person (or
+ *	  one look-up) to a service, and the classified outcome.  The same code
+ *	  serves the synchronous functions (job_run) and the delivery engine,
+ *	  which drives many jobs at once (job_start / job_step).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CAMPUS_SYNC_REQUEST_H
+#define CAMPUS_SYNC_REQUEST_H
+
+#include "postgres.h"
+
+#include "http.h"
+#include "target.h"
+
+typedef enum JobKind
+{
+	JOB_PUSH,					/* OPS-COM push, CloudCard create-or-update */
+	JOB_LOGIN_LINK,				/* CloudCard people API, getLoginLink=true */
+	JOB_GET_PERSON,				/* CloudCard GET /person/{key} */
+	JOB_USER_TYPES				/* OPS-COM profiles/types/list */
+} JobKind;
+
+typedef enum JobOutcome
+{
+	JOB_RUNNING,
+	JOB_OK,
+	JOB_TEMPORARY,				/* worth retrying: transport, 408/425/429/5xx */
+	JOB_PERMANENT				/* the remote refused: retrying will not help */
+} JobOutcome;
+
+typedef enum JobStep
+{
+	STEP_FIRST,
+	STEP_CREATE					/* CloudCard person: POST after PUT's 404 */
+} JobStep;
+
+typedef struct SyncJob
+{
+	JobKind		kind;
+	SyncTarget *target;
+	TargetSecret *secret;
+	const char *payload;		/* body as built by payload.c */
+	const char *person_key;
+	void	   *owner;			/* the caller's object */
+
+	JobStep		step;
+	bool		reauthenticated;
+	uint64		token_generation;
+	const char *auth_token;		/* CloudCard X-Auth-Token for this job */
+	HttpTransfer *transfer;
+	TimestampTz started_at;
+
+	/* outcome */
+	JobOutcome	outcome;
+	int			http_status;	/* 0: no HTTP answer */
+	bool		transport_error;
+	char	   *remote_id;
+	char	   *response;		/* body, redacted, server encoding */
+	char	   *error;
+	char	   *login_link;
+	double		retry_after_s;	/* -1: none given */
+	double		elapsed_ms;
+} SyncJob;
+
+extern void job_init(SyncJob *job, JobKind kind, SyncTarget *target,
+					 TargetSecret *secret, const char *payload,
+					 const char *person_key);
+extern void job_start(SyncJob *job);
+extern void job_step(SyncJob *job);
+extern void job_run(SyncJob *job);
+extern bool is_temporary_http_status(int status);
+
+#endif							/* CAMPUS_SYNC_REQUEST_H */

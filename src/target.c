@@ -1,0 +1,801 @@
+/*-------------------------------------------------------------------------
+ *
+ * target.c
+ *	  The campus_sync foreign-data wrapper's validator, and loading a sync
+ *	  target (server options, per-call options, the user mapping's secret).
+ *
+ *	  Servers carry the target's options; user mappings carry the secrets,
+ *	  so that only roles allowed to read pg_user_mapping can see them; USAGE
+ *	  on the server decides who may send to it.  A secret's value never
+ *	  appears in a message of this file.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/reloptions.h"
+#include "access/table.h"
+#include "catalog/pg_foreign_data_wrapper.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/syscache.h"
+
+#include "payload.h"
+#include "target.h"
+
+PG_FUNCTION_INFO_V1(campus_sync_fdw_validator);
+
+typedef enum OptionKind
+{
+	OPT_STRING,
+	OPT_URL,
+	OPT_INT,
+	OPT_BOOL,
+	OPT_CHOICE,
+	OPT_FIELDS
+} OptionKind;
+
+typedef enum OptionScope
+{
+	SCOPE_ANY,
+	SCOPE_OPSCOM,
+	SCOPE_CLOUDCARD
+} OptionScope;
+
+typedef struct OptionDef
+{
+	const char *name;
+	OptionKind	kind;
+	OptionScope scope;
+	int			min;			/* OPT_INT bounds; OPT_STRING max length */
+	int			max;
+	const char *choices;		/* OPT_CHOICE: "a|b" */
+	bool		per_call;		/* may appear in a function's options */
+} OptionDef;
+
+static const OptionDef server_options[] = {
+	{"service", OPT_CHOICE, SCOPE_ANY, 0, 0, "opscom|cloudcard", false},
+	{"url", OPT_URL, SCOPE_ANY, 0, 0, NULL, false},
+	{"connect_timeout_ms", OPT_INT, SCOPE_ANY, 1, 600000, NULL, true},
+	{"timeout_ms", OPT_INT, SCOPE_ANY, 1, 3600000, NULL, true},
+	{"concurrency", OPT_INT, SCOPE_ANY, 1, 256, NULL, true},
+	{"max_attempts", OPT_INT, SCOPE_ANY, 1, 1000, NULL, true},
+	{"retry_max_delay_s", OPT_INT, SCOPE_ANY, 1, 86400, NULL, true},
+	{"ca_file", OPT_STRING, SCOPE_ANY, 1, 4096, NULL, true},
+	{"verify_tls", OPT_BOOL, SCOPE_ANY, 0, 0, NULL, true},
+	{"on_invalid", OPT_CHOICE, SCOPE_ANY, 0, 0, "queue|error", true},
+	{"required_fields", OPT_FIELDS, SCOPE_ANY, 0, 0, NULL, true},
+	{"login_source", OPT_STRING, SCOPE_OPSCOM, 1, 20, NULL, true},
+	{"find_by", OPT_CHOICE, SCOPE_CLOUDCARD, 0, 0, "identifier|email", true},
+	{"send_invitation", OPT_BOOL, SCOPE_CLOUDCARD, 0, 0, NULL, true},
+	{"update_roles", OPT_BOOL, SCOPE_CLOUDCARD, 0, 0, NULL, true},
+	{"api", OPT_CHOICE, SCOPE_CLOUDCARD, 0, 0, "person|people", true},
+	{NULL}
+};
+
+/* User mapping options: the secrets. */
+static const char *const secret_options[] = {
+	"api_token", "auth_token", "persistent_access_token", NULL
+};
+
+/* OPS-COM documents apiToken as at most 50 characters. */
+#define OPSCOM_API_TOKEN_MAX 50
+
+const char *
+service_name(ServiceKind service)
+{
+	return service == SERVICE_OPSCOM ? "opscom" : "cloudcard";
+}
+
+static const OptionDef *
+find_server_option(const char *name)
+{
+	for (const OptionDef *def = server_options; def->name; def++)
+		if (strcmp(def->name, name) == 0)
+			return def;
+	return NULL;
+}
+
+static char *
+valid_server_option_names(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const OptionDef *def = server_options; def->name; def++)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", def->name);
+	return buf.data;
+}
+
+static bool
+choice_is_valid(const char *choices, const char *value)
+{
+	size_t		len = strlen(value);
+	const char *p = choices;
+
+	while (*p)
+	{
+		const char *end = strchr(p, '|');
+		size_t		n = end ? (size_t) (end - p) : strlen(p);
+
+		if (n == len && strncmp(p, value, n) == 0)
+			return true;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+/* "a|b" as "a, b" for messages */
+static char *
+choices_text(const char *choices)
+{
+	char	   *text = palloc(strlen(choices) * 2 + 1);
+	char	   *out = text;
+
+	for (const char *p = choices; *p; p++)
+	{
+		if (*p == '|')
+		{
+			*out++ = ',';
+			*out++ = ' ';
+		}
+		else
+			*out++ = *p;
+	}
+	*out = '\0';
+	return text;
+}
+
+/*
+ * Checks a URL with libcurl's own parser, so that what passes here is what
+ * curl will request: http or https, a host, no credentials (they would end
+ * up in messages), no query or fragment (paths are appended to it).
+ */
+static void
+check_url(const char *value, const char *where)
+{
+	CURLU	   *u = curl_url();
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *user = NULL;
+	char	   *query = NULL;
+	char	   *fragment = NULL;
+	const char *problem = NULL;
+
+	if (u == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+						errmsg("out of memory")));
+
+	if (curl_url_set(u, CURLUPART_URL, value, 0) != CURLUE_OK)
+		problem = "it is not a valid absolute URL";
+	else
+	{
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+		curl_url_get(u, CURLUPART_HOST, &host, 0);
+		curl_url_get(u, CURLUPART_USER, &user, 0);
+		curl_url_get(u, CURLUPART_QUERY, &query, 0);
+		curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0);
+		if (scheme == NULL ||
+			(pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0))
+			problem = "only http and https URLs are allowed";
+		else if (host == NULL || host[0] == '\0')
+			problem = "it has no host";
+		else if (user != NULL)
+			problem = "it contains credentials; put secrets in a user mapping";
+		else if (query != NULL || fragment != NULL)
+			problem = "it has a query or fragment; give the base URL only";
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_free(query);
+	curl_free(fragment);
+	curl_url_cleanup(u);
+
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"url\": %s", where, problem),
+				 errhint("Use the service's base URL, for example 'https://api.cloudcard.us'.")));
+}
+
+static int
+parse_int_option(const OptionDef *def, const char *value, const char *where)
+{
+	char	   *end;
+	long		v;
+
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || v < def->min || v > def->max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\": \"%s\" is not an integer between %d and %d",
+						where, def->name, value, def->min, def->max)));
+	return (int) v;
+}
+
+static bool
+parse_bool_option(const OptionDef *def, const char *value, const char *where)
+{
+	bool		result;
+
+	if (!parse_bool(value, &result))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\": \"%s\" is not a boolean",
+						where, def->name, value),
+				 errhint("Use true or false.")));
+	return result;
+}
+
+/* Splits "a, b" into a list of field names, each a field of the service. */
+static List *
+parse_fields_option(const char *value, ServiceKind service, bool service_known,
+					const char *where)
+{
+	List	   *fields = NIL;
+	char	   *copy = pstrdup(value);
+	char	   *tok;
+	char	   *save;
+
+	for (tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+	{
+		if (service_known && !payload_is_api_field(service, tok))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid %s \"required_fields\": \"%s\" is not a field of the %s API",
+							where, tok, service == SERVICE_OPSCOM ? "OPS-COM" : "CloudCard")));
+		fields = lappend(fields, pstrdup(tok));
+	}
+	return fields;
+}
+
+/*
+ * Validates one option value and, when target is not NULL, stores it.
+ * where names the option's origin in messages ("server option", ...).
+ */
+static void
+apply_option(SyncTarget *target, const OptionDef *def, const char *value,
+			 const char *where)
+{
+	const char *name = def->name;
+
+	switch (def->kind)
+	{
+		case OPT_URL:
+			check_url(value, where);
+			break;
+		case OPT_INT:
+			(void) parse_int_option(def, value, where);
+			break;
+		case OPT_BOOL:
+			(void) parse_bool_option(def, value, where);
+			break;
+		case OPT_CHOICE:
+			if (!choice_is_valid(def->choices, value))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid %s \"%s\": \"%s\"", where, name, value),
+						 errhint("Valid values are: %s.", choices_text(def->choices))));
+			break;
+		case OPT_STRING:
+			if (strlen(value) < (size_t) def->min ||
+				pg_mbstrlen(value) > def->max)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid %s \"%s\": the value must have between %d and %d characters",
+								where, name, def->min, def->max)));
+			break;
+		case OPT_FIELDS:
+			(void) parse_fields_option(value, target ? target->service : SERVICE_OPSCOM,
+									   target != NULL, where);
+			break;
+	}
+
+	if (strcmp(name, "verify_tls") == 0 && !parse_bool_option(def, value, where) &&
+		!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may set \"verify_tls\" to false"),
+				 errhint("Give the server's CA certificate with the ca_file option instead.")));
+
+	if (target == NULL)
+		return;
+
+	if (strcmp(name, "url") == 0)
+	{
+		char	   *url = pstrdup(value);
+		size_t		len = strlen(url);
+
+		while (len > 0 && url[len - 1] == '/')
+			url[--len] = '\0';
+		target->url = url;
+	}
+	else if (strcmp(name, "connect_timeout_ms") == 0)
+		target->connect_timeout_ms = parse_int_option(def, value, where);
+	else if (strcmp(name, "timeout_ms") == 0)
+		target->timeout_ms = parse_int_option(def, value, where);
+	else if (strcmp(name, "concurrency") == 0)
+		target->concurrency = parse_int_option(def, value, where);
+	else if (strcmp(name, "max_attempts") == 0)
+		target->max_attempts = parse_int_option(def, value, where);
+	else if (strcmp(name, "retry_max_delay_s") == 0)
+		target->retry_max_delay_s = parse_int_option(def, value, where);
+	else if (strcmp(name, "ca_file") == 0)
+		target->ca_file = pstrdup(value);
+	else if (strcmp(name, "verify_tls") == 0)
+		target->verify_tls = parse_bool_option(def, value, where);
+	else if (strcmp(name, "on_invalid") == 0)
+		target->on_invalid_error = (strcmp(value, "error") == 0);
+	else if (strcmp(name, "required_fields") == 0)
+		target->required_fields = parse_fields_option(value, target->service, true, where);
+	else if (strcmp(name, "login_source") == 0)
+		target->login_source = pstrdup(value);
+	else if (strcmp(name, "find_by") == 0)
+		target->find_by_email = (strcmp(value, "email") == 0);
+	else if (strcmp(name, "send_invitation") == 0)
+		target->send_invitation = parse_bool_option(def, value, where);
+	else if (strcmp(name, "update_roles") == 0)
+		target->update_roles = parse_bool_option(def, value, where);
+	else if (strcmp(name, "api") == 0)
+		target->api_people = (strcmp(value, "people") == 0);
+}
+
+static void
+check_option_scope(const OptionDef *def, const char *service, const char *where)
+{
+	if (def->scope == SCOPE_ANY || service == NULL)
+		return;
+	if ((def->scope == SCOPE_OPSCOM && strcmp(service, "opscom") != 0) ||
+		(def->scope == SCOPE_CLOUDCARD && strcmp(service, "cloudcard") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("%s \"%s\" applies only to %s servers",
+						where, def->name,
+						def->scope == SCOPE_OPSCOM ? "opscom" : "cloudcard")));
+}
+
+static void
+validate_server_options(List *options)
+{
+	ListCell   *lc;
+	const char *service = NULL;
+	bool		have_url = false;
+	SyncTarget	scratch = {0};
+
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst(lc);
+
+		if (strcmp(d->defname, "service") == 0)
+			service = defGetString(d);
+	}
+
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst(lc);
+		const OptionDef *def = find_server_option(d->defname);
+
+		if (def == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid server option \"%s\"", d->defname),
+					 strcmp(d->defname, "api_token") == 0 ||
+					 strcmp(d->defname, "auth_token") == 0 ||
+					 strcmp(d->defname, "persistent_access_token") == 0 ?
+					 errhint("Secrets belong in a user mapping: CREATE USER MAPPING FOR PUBLIC SERVER ... OPTIONS (%s '...').",
+							 d->defname) :
+					 errhint("Valid server options are: %s.", valid_server_option_names())));
+		check_option_scope(def, service, "server option");
+		if (def->kind == OPT_FIELDS && service != NULL &&
+			choice_is_valid("opscom|cloudcard", service))
+		{
+			scratch.service = strcmp(service, "opscom") == 0 ? SERVICE_OPSCOM : SERVICE_CLOUDCARD;
+			apply_option(&scratch, def, defGetString(d), "server option");
+		}
+		else
+			apply_option(NULL, def, defGetString(d), "server option");
+		if (strcmp(d->defname, "url") == 0)
+			have_url = true;
+	}
+
+	if (service == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("a campus_sync server needs the option \"service\""),
+				 errhint("Add OPTIONS (service 'opscom', url '...') or (service 'cloudcard', url '...').")));
+	if (!have_url)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("a campus_sync server needs the option \"url\""),
+				 errhint("For example url 'https://controller.operationscommander.io' or 'https://api.cloudcard.us'.")));
+}
+
+static void
+validate_user_mapping_options(List *options)
+{
+	ListCell   *lc;
+	int			cloudcard_secrets = 0;
+
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst(lc);
+		bool		known = false;
+		char	   *value;
+
+		for (const char *const *name = secret_options; *name; name++)
+			if (strcmp(*name, d->defname) == 0)
+				known = true;
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid user mapping option \"%s\"", d->defname),
+					 errhint("Valid user mapping options are: api_token (opscom), auth_token or persistent_access_token (cloudcard).")));
+		value = defGetString(d);
+		if (value[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("user mapping option \"%s\" is empty", d->defname)));
+		if (strcmp(d->defname, "api_token") == 0 &&
+			pg_mbstrlen(value) > OPSCOM_API_TOKEN_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("user mapping option \"api_token\" is too long: %d characters, OPS-COM allows at most %d",
+							pg_mbstrlen(value), OPSCOM_API_TOKEN_MAX)));
+		if (strcmp(d->defname, "api_token") != 0)
+			cloudcard_secrets++;
+	}
+	if (cloudcard_secrets > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("give either \"auth_token\" or \"persistent_access_token\", not both")));
+}
+
+/*
+ * campus_sync_fdw_validator
+ *		Checks the options of the wrapper, its servers and user mappings at
+ *		CREATE/ALTER time, so that mistakes surface there and not at the
+ *		first sync.
+ */
+Datum
+campus_sync_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+
+	if (catalog == ForeignServerRelationId)
+		validate_server_options(options);
+	else if (catalog == UserMappingRelationId)
+		validate_user_mapping_options(options);
+	else if (catalog == ForeignTableRelationId)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("campus_sync servers do not hold foreign tables"),
+				 errhint("Use the functions in schema campus_sync to sync rows.")));
+	else if (options != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("the campus_sync wrapper takes no options here"),
+				 errhint("Put options on the server (CREATE SERVER ... OPTIONS) and secrets on a user mapping.")));
+	PG_RETURN_VOID();
+}
+
+static Oid
+campus_sync_fdw_oid(void)
+{
+	return get_foreign_data_wrapper_oid("campus_sync", false);
+}
+
+bool
+target_is_campus_sync_server(Oid server_oid)
+{
+	ForeignServer *server = GetForeignServerExtended(server_oid, FSV_MISSING_OK);
+
+	return server != NULL && server->fdwid == campus_sync_fdw_oid();
+}
+
+static void
+target_defaults(SyncTarget *t)
+{
+	t->connect_timeout_ms = 5000;
+	t->timeout_ms = 30000;
+	t->concurrency = 8;
+	t->max_attempts = 10;
+	t->retry_max_delay_s = 600;
+	t->verify_tls = true;
+}
+
+static SyncTarget *
+target_from_server(ForeignServer *server)
+{
+	SyncTarget *t = palloc0(sizeof(SyncTarget));
+	ListCell   *lc;
+
+	target_defaults(t);
+	t->server_oid = server->serverid;
+	t->server_name = pstrdup(server->servername);
+
+	/* service first: required_fields is checked against it */
+	foreach(lc, server->options)
+	{
+		DefElem    *d = lfirst(lc);
+
+		if (strcmp(d->defname, "service") == 0)
+			t->service = strcmp(defGetString(d), "opscom") == 0 ?
+				SERVICE_OPSCOM : SERVICE_CLOUDCARD;
+	}
+	foreach(lc, server->options)
+	{
+		DefElem    *d = lfirst(lc);
+		const OptionDef *def = find_server_option(d->defname);
+
+		/* the validator has seen these already; skip what it would refuse */
+		if (def != NULL)
+			apply_option(t, def, defGetString(d), "server option");
+	}
+	return t;
+}
+
+/* A JSON scalar of the options argument as the string an option takes. */
+static char *
+call_option_string(JsonbValue *v, const char *name)
+{
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid option \"%s\" in the options argument: the value must be a string, number or boolean",
+							name)));
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+static void
+apply_call_options(SyncTarget *t, Jsonb *options)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the options argument must be a JSON object"),
+				 errhint("For example '{\"timeout_ms\": 2000}'.")));
+
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		const OptionDef *def;
+
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+
+		def = find_server_option(key);
+		if (def == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid option \"%s\" in the options argument", key),
+					 errhint("Valid options are: %s.", valid_server_option_names())));
+		if (!def->per_call)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("option \"%s\" cannot be given per call", key),
+					 errdetail("The server decides where its secret is sent; change it with ALTER SERVER.")));
+		if (strcmp(key, "ca_file") == 0 && !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("only a superuser may give \"ca_file\" per call"),
+					 errhint("Set it on the server with ALTER SERVER.")));
+		if (def->scope == SCOPE_OPSCOM && t->service != SERVICE_OPSCOM)
+			check_option_scope(def, "cloudcard", "option");
+		if (def->scope == SCOPE_CLOUDCARD && t->service != SERVICE_CLOUDCARD)
+			check_option_scope(def, "opscom", "option");
+		apply_option(t, def, call_option_string(&v, key), "option");
+	}
+}
+
+/*
+ * target_load
+ *		The target named server_name, with per-call options applied.
+ *
+ * Raises for configuration problems: no such server, a server of another
+ * wrapper or service, no USAGE for check_usage_role (when valid).
+ */
+SyncTarget *
+target_load(const char *server_name, Jsonb *call_options, ServiceKind expected,
+			Oid check_usage_role)
+{
+	ForeignServer *server = GetForeignServerByName(server_name, true);
+	SyncTarget *t;
+
+	if (server == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("server \"%s\" does not exist", server_name),
+				 errhint("Create it with CREATE SERVER %s FOREIGN DATA WRAPPER campus_sync OPTIONS (service '%s', url '...').",
+						 quote_identifier(server_name), service_name(expected))));
+	if (server->fdwid != campus_sync_fdw_oid())
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" does not belong to the campus_sync foreign-data wrapper",
+						server_name)));
+	if (OidIsValid(check_usage_role) &&
+		pg_foreign_server_aclcheck(server->serverid, check_usage_role,
+								   ACL_USAGE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for foreign server %s", server_name),
+				 errdetail("Role \"%s\" needs USAGE on the server to send to it.",
+						   GetUserNameFromId(check_usage_role, false)),
+				 errhint("GRANT USAGE ON FOREIGN SERVER %s TO %s;",
+						 quote_identifier(server_name),
+						 quote_identifier(GetUserNameFromId(check_usage_role, false)))));
+
+	t = target_from_server(server);
+	if (t->service != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" is a %s target, but this function sends to %s",
+						server_name, service_name(t->service), service_name(expected)),
+				 errhint("Pass the name of a server with service '%s'.",
+						 service_name(expected))));
+	if (call_options != NULL)
+		apply_call_options(t, call_options);
+	return t;
+}
+
+/* The target of a server by OID (the delivery engine), no ACL check. */
+SyncTarget *
+target_load_oid(Oid server_oid)
+{
+	return target_from_server(GetForeignServer(server_oid));
+}
+
+static const char *
+option_value(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst(lc);
+
+		if (strcmp(d->defname, name) == 0)
+			return defGetString(d);
+	}
+	return NULL;
+}
+
+/*
+ * target_secret
+ *		The secret of the user mapping for roleid on the target's server,
+ *		else of the PUBLIC mapping.  NULL only when missing_ok.
+ */
+TargetSecret *
+target_secret(SyncTarget *target, Oid roleid, bool missing_ok)
+{
+	HeapTuple	tp;
+	Form_pg_user_mapping um;
+	Datum		datum;
+	bool		isnull;
+	List	   *options = NIL;
+	TargetSecret *secret;
+	const char *value;
+
+	tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(roleid),
+						 ObjectIdGetDatum(target->server_oid));
+	if (!HeapTupleIsValid(tp))
+		tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							 ObjectIdGetDatum(target->server_oid));
+	if (!HeapTupleIsValid(tp))
+	{
+		const char *rolename = OidIsValid(roleid) ?
+			GetUserNameFromId(roleid, true) : "PUBLIC";
+
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no user mapping for role \"%s\" on server \"%s\"",
+						rolename ? rolename : "?", target->server_name),
+				 errhint("CREATE USER MAPPING FOR PUBLIC SERVER %s OPTIONS (%s '...');",
+						 quote_identifier(target->server_name),
+						 target->service == SERVICE_OPSCOM ?
+						 "api_token" : "persistent_access_token")));
+	}
+
+	um = (Form_pg_user_mapping) GETSTRUCT(tp);
+	datum = SysCacheGetAttr(USERMAPPINGUSERSERVER, tp,
+							Anum_pg_user_mapping_umoptions, &isnull);
+	if (!isnull)
+		options = untransformRelOptions(datum);
+
+	secret = palloc0(sizeof(TargetSecret));
+	secret->umid = um->oid;
+	ReleaseSysCache(tp);
+
+	if (target->service == SERVICE_OPSCOM)
+	{
+		secret->kind = SECRET_OPSCOM_API_TOKEN;
+		value = option_value(options, "api_token");
+	}
+	else if ((value = option_value(options, "persistent_access_token")) != NULL)
+		secret->kind = SECRET_CLOUDCARD_PAT;
+	else
+	{
+		secret->kind = SECRET_CLOUDCARD_AUTH_TOKEN;
+		value = option_value(options, "auth_token");
+	}
+
+	if (value == NULL)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("the user mapping for server \"%s\" has no %s",
+						target->server_name,
+						target->service == SERVICE_OPSCOM ? "api_token" :
+						"auth_token or persistent_access_token"),
+				 errhint("ALTER USER MAPPING FOR ... SERVER %s OPTIONS (ADD %s '...');",
+						 quote_identifier(target->server_name),
+						 target->service == SERVICE_OPSCOM ?
+						 "api_token" : "persistent_access_token")));
+	}
+	secret->value = pstrdup(value);
+	return secret;
+}
+
+/* OIDs of every server of the campus_sync wrapper, in OID order. */
+List *
+target_all_servers(void)
+{
+	Oid			fdwid = campus_sync_fdw_oid();
+	Relation	rel = table_open(ForeignServerRelationId, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tup;
+	List	   *servers = NIL;
+
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_foreign_server srv = (Form_pg_foreign_server) GETSTRUCT(tup);
+
+		if (srv->srvfdw == fdwid)
+			servers = lappend_oid(servers, srv->oid);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	list_sort(servers, list_oid_cmp);
+	return servers;
+}

@@ -1,0 +1,124 @@
+# test/lib.sh: shared by the demo, the test runner and the benchmarks.
+#
+# Installs what is missing (Debian packages), builds and installs the
+# extension, and starts a throwaway PostgreSQL 15 cluster (as the postgres
+# OS user, on its own socket directory and port) and the mock APIs, all
+# under one run directory that cleanup() removes.
+#
+# Source it from bash with `set -euo pipefail`; call cs_setup, then use
+# $PSQL, $PGHOST, $PGPORT, $MOCK_API, $MOCK_CONTROL, $MOCK_TLS, $RUN_DIR.
+
+CS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+SYS_PYTHON=/usr/bin/python3
+CS_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libcjson-dev
+             pkg-config make gcc curl openssl python3 python3-psycopg2)
+
+cs_log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs the Debian packages given (default: the project's) that are missing.
+cs_ensure_packages() {
+  local wanted=("$@") missing=() p
+  [ $# -gt 0 ] || wanted=("${CS_PACKAGES[@]}")
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    cs_log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# Builds with -Werror (a warning fails the build) and installs.
+cs_build_install() {
+  cs_log "building campus_sync"
+  make -C "$CS_ROOT" -s clean >/dev/null
+  make -C "$CS_ROOT" -s EXTRA_CFLAGS=-Werror PG_CONFIG=$PG_BIN/pg_config
+  as_root make -C "$CS_ROOT" -s install PG_CONFIG=$PG_BIN/pg_config >/dev/null
+}
+
+cs_free_port() {
+  "$SYS_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+cs_cleanup() {
+  set +e
+  if [ -n "${PGDATA_DIR:-}" ] && [ -f "$PGDATA_DIR/postmaster.pid" ]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate stop >/dev/null 2>&1
+  fi
+  [ -n "${MOCK_PID:-}" ] && kill "$MOCK_PID" 2>/dev/null && wait "$MOCK_PID" 2>/dev/null
+  [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null
+  if [ -n "${RUN_DIR:-}" ] && [ -z "${CS_KEEP_RUN_DIR:-}" ]; then rm -rf "$RUN_DIR"; fi
+}
+
+# A self-signed certificate for 127.0.0.1, to test TLS verification.
+cs_make_cert() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$RUN_DIR/mock.key" -out "$RUN_DIR/mock.crt" >/dev/null 2>&1
+  chmod 644 "$RUN_DIR/mock.crt" "$RUN_DIR/mock.key"
+}
+
+cs_start_mock() {
+  local ready=$RUN_DIR/mock.ready i
+  cs_make_cert
+  "$SYS_PYTHON" "$CS_ROOT/test/mock_api.py" --ready-file "$ready" \
+    --tls-port 0 --cert "$RUN_DIR/mock.crt" --key "$RUN_DIR/mock.key" \
+    >"$RUN_DIR/mock.log" 2>&1 &
+  MOCK_PID=$!
+  for i in $(seq 1 100); do [ -s "$ready" ] && break; sleep 0.1; done
+  [ -s "$ready" ] || { cat "$RUN_DIR/mock.log" >&2; echo "the mock API did not start" >&2; return 1; }
+  MOCK_API=http://127.0.0.1:$("$SYS_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$ready")
+  MOCK_CONTROL=http://127.0.0.1:$("$SYS_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["control"])' "$ready")
+  MOCK_TLS=https://127.0.0.1:$("$SYS_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["tls"])' "$ready")
+  export MOCK_API MOCK_CONTROL MOCK_TLS
+}
+
+# initdb + start; extra postgresql.conf lines may be given as arguments.
+cs_start_cluster() {
+  PGDATA_DIR=$RUN_DIR/data
+  PGHOST=$RUN_DIR
+  PGPORT=$(cs_free_port)
+  PGUSER=postgres
+  export PGHOST PGPORT PGUSER
+  mkdir -p "$PGDATA_DIR"
+  # the server (postgres) writes its socket and log here
+  chown postgres: "$RUN_DIR" "$PGDATA_DIR"
+  runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres -E UTF8 \
+    --locale=C.UTF-8 --auth=trust >"$RUN_DIR/initdb.log" 2>&1 \
+    || { cat "$RUN_DIR/initdb.log" >&2; return 1; }
+  {
+    echo "port = $PGPORT"
+    echo "unix_socket_directories = '$RUN_DIR'"
+    echo "listen_addresses = ''"
+    echo "max_connections = 50"
+    echo "logging_collector = off"
+    echo "test.mock_api = '${MOCK_API:-}'"
+    echo "test.mock_control = '${MOCK_CONTROL:-}'"
+    echo "test.mock_tls = '${MOCK_TLS:-}'"
+    echo "test.ca_file = '$RUN_DIR/mock.crt'"
+    for line in "$@"; do echo "$line"; done
+  } >>"$PGDATA_DIR/postgresql.conf"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$RUN_DIR/postgres.log" -w start >/dev/null \
+    || { cat "$RUN_DIR/postgres.log" >&2; return 1; }
+  PSQL=("$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q -d postgres)
+}
+
+cs_restart_cluster() {
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$RUN_DIR/postgres.log" -w -m "${1:-fast}" restart >/dev/null
+}
+
+# Everything a run needs; the caller traps cs_cleanup.
+cs_setup() {
+  cs_ensure_packages
+  cs_build_install
+  RUN_DIR=$(mktemp -d /tmp/campus_sync.XXXXXX)
+  chmod 755 "$RUN_DIR"
+  cs_start_mock
+  cs_start_cluster "$@"
+}

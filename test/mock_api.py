@@ -1,0 +1,1423 @@
+#!/usr/bin/env python3
+"""Mock of the two SaaS APIs campus_sync talks to: OPS-COM and CloudCard.
+
+Python 3 standard library only.  One process serves both vendor APIs (their
+paths do not collide) plus a separate control listener that tests use to
+inspect what the client sent and to inject faults.
+
+Command line
+------------
+    python3 test/mock_api.py --ready-file PATH [--host 127.0.0.1]
+        [--api-port 0] [--control-port 0]
+        [--tls-port 0 --cert CERT.pem --key KEY.pem] [--quiet | --verbose]
+
+Port 0 picks a free port.  Once every listener is bound, PATH is written
+atomically (temporary file + rename) with
+    {"api": P1, "control": P2, "tls": P3 or null, "pid": PID}
+The process runs until SIGTERM or SIGINT and then exits with status 0.
+Logging is off by default; --verbose logs each request to stderr.
+
+Vendor APIs (API listener, plain HTTP and optionally HTTPS)
+------------------------------------------------------------
+OPS-COM   POST /api/OC_TOMA/v1/profiles/push
+          POST /api/OC_TOMA/v1/profiles/types/list
+          Errors are HTTP 200 with {"ErrorCode": N, "ErrorMessage": "..."}.
+CloudCard POST /authentication-token          (PAT -> session token)
+          GET  /person/{key}?findBy=id|email|identifier
+          PUT  /person/{key}?findBy=...&updateRoles=true|false
+          POST /person?sendInvitation=...
+          POST /api/people?allowUpdate=&sendInvitation=&getLoginLink=
+
+Control API (control listener; GET or POST; arguments as a JSON object body
+and/or URL query parameters; every answer is one line of JSON + newline)
+------------------------------------------------------------------------
+/_mock/reset             forget requests, stats, rules, data, tokens, config;
+                         also brings the API listeners back up
+/_mock/requests?since=N  recorded API requests with seq > N
+/_mock/last?path_prefix=&method=   last matching request or null
+/_mock/stats             connection / request counters
+/_mock/behave            add a fault rule: method, path_prefix, status, body,
+                         retry_after, location, delay_ms, drop, count
+/_mock/clear_behaviours  remove every fault rule
+/_mock/down[?seconds=S]  refuse new API connections, close open ones
+                         (and come back by itself after S seconds)
+/_mock/up                serve again on the same ports
+/_mock/expire_tokens     revoke every CloudCard session token issued so far
+/_mock/config            set opscom_tokens, login_sources, cloudcard_pats,
+                         cloudcard_auth_tokens, session_ttl_s,
+                         opscom_require_names_on_create, cloudcard_put_body
+/_mock/opscom_profiles   unique_id -> {"reference_id", "fields" (the last
+                         push minus apiToken), "merged", "pushes"}
+/_mock/cloudcard_people  stored people, as GET /person would return them
+/_mock/cloudcard_seed    store a person (JSON body); returns it with its id
+/_mock/ping              {"ok": true}
+
+Example from a shell or from COPY ... FROM PROGRAM:
+    curl -s 'http://127.0.0.1:C/_mock/behave?status=503&retry_after=2&count=1'
+Query values are converted to the argument's type ("503" -> 503,
+"true" -> true, lists as "a,b"); unknown arguments are a 400 error, so a
+typo in a test fails loudly instead of being ignored.
+
+Fault rules (/_mock/behave).  The first rule that matches (method, raw
+path prefix) and has uses left (count; absent = forever) is consumed.  Its
+delay_ms is slept first; then drop closes the connection with no answer;
+otherwise, if the rule has status, body, retry_after or location, that
+answer replaces normal processing (status defaults to 302 with location,
+else 503; body defaults to a small JSON error, and a body that is not JSON
+goes out as text/plain); a rule with only delay_ms then answers normally.
+
+Recorded requests (/_mock/requests) have seq, conn, method, path (raw, no
+query), query, params, headers (lower-case names), body, json, status (null
+when dropped or not answered yet), tls, t and t_done.  A request's record
+and the counters are completed just before its answer is written, so a
+client that has its answer always finds them up to date.  Connection ids
+are never reused, not even across a reset.
+
+Choices where the vendor pages are silent or disagree (see the README of
+/work/shared/api): OPS-COM treats "" as "no value" (format checks skipped,
+but still "required" on create); CloudCard matches emails without regard to
+case, rejects unknown ROLE_* keys, ignores the read-only keys id, username
+and authorities in a PUT body, refuses an email/identifier already used by
+another person, and leaves roles alone in the deprecated /api/people.  The
+person JSON also carries managerEmail and managerIdentifier.
+"""
+
+import argparse
+import datetime
+import http.server
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+
+# --------------------------------------------------------------------------
+# Defaults
+# --------------------------------------------------------------------------
+
+DEFAULT_CONFIG = {
+    "opscom_tokens": ["opscom-test-token-0123456789"],
+    "login_sources": ["BANNER", "OPSCOM"],
+    "cloudcard_pats": ["pat-test-0123456789abcdef"],
+    "cloudcard_auth_tokens": ["cc-static-token-0123456789"],
+    "session_ttl_s": 43200,  # CloudCard session tokens live 12 hours
+    "opscom_require_names_on_create": True,
+    "cloudcard_put_body": True,
+}
+
+OPSCOM_FIRST_REFERENCE_ID = 44   # the value shown in the vendor's example
+CLOUDCARD_FIRST_PERSON_ID = 1001
+LOGIN_LINK = "https://app.cloudcard.test/#/login?access_token="
+
+OPSCOM_USER_TYPES = [
+    {"id": 6, "type_name": "Student", "ext_info": None},
+    {"id": 7, "type_name": "Staff", "ext_info": "union"},
+    {"id": 8, "type_name": "Faculty", "ext_info": None},
+]
+
+SERVE_POLL_S = 0.05   # serve_forever poll: keeps shutdown()/down fast
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+def dumps(obj, ascii_only=False):
+    """Single-line JSON as UTF-8 bytes."""
+    if not ascii_only:
+        try:
+            return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:   # lone surrogate from a \ud800 escape
+            pass
+    return json.dumps(obj).encode("ascii")
+
+
+def _reject_constant(name):
+    raise ValueError("non-standard JSON constant " + name)
+
+
+def parse_json(raw):
+    """Parse strict JSON from bytes; raise ValueError when it is not."""
+    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+
+
+def is_json_content_type(value):
+    """True for application/json, parameters such as charset allowed."""
+    return (value or "").split(";")[0].strip().lower() == "application/json"
+
+
+def utc_iso(epoch):
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DIGITS_RE = re.compile(r"[0-9]+")
+TWO_LETTERS_RE = re.compile(r"[A-Za-z]{2}")
+
+
+def looks_like_email(value):
+    return isinstance(value, str) and EMAIL_RE.fullmatch(value) is not None
+
+
+def is_real_date(value):
+    if DATE_RE.fullmatch(value) is None:
+        return False
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_bool_param(value, default):
+    """Query flag as the vendors read it: absent -> default."""
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(value)
+
+
+class Response:
+    """What a handler answers: status, JSON-able payload or raw bytes."""
+
+    def __init__(self, status, payload=None, raw=None, headers=None,
+                 content_type="application/json"):
+        self.status = status
+        self.headers = dict(headers or {})
+        if raw is not None:
+            self.body = raw
+        elif payload is not None:
+            self.body = dumps(payload, ascii_only=True)
+        else:
+            self.body = b""
+        self.content_type = content_type if self.body else None
+
+
+class Request:
+    """One received API request, as the vendor handlers see it."""
+
+    def __init__(self, method, target, headers, body, tls):
+        self.method = method
+        self.path, _, self.query = target.partition("?")
+        self.params = dict(urllib.parse.parse_qsl(self.query,
+                                                  keep_blank_values=True))
+        self.headers = headers          # lower-case name -> value
+        self.body = body                # bytes
+        self.tls = tls
+        try:
+            self.json = parse_json(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+
+# --------------------------------------------------------------------------
+# Shared state: recording, statistics, fault rules, config
+# --------------------------------------------------------------------------
+
+class Connection:
+    """One accepted API connection, so that `down` can close it."""
+
+    def __init__(self, conn_id, sock):
+        self.id = conn_id
+        self.sock = sock            # replaced by the SSLSocket once wrapped
+        self.lock = threading.Lock()
+
+    def abort(self):
+        # socket.socket.shutdown on the raw descriptor even for an SSLSocket:
+        # SSLSocket.shutdown would also drop its SSL object under a thread
+        # that may be using it.  The handler thread then sees EOF and ends.
+        with self.lock:
+            try:
+                socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Recorder:
+    """Request log, statistics and fault rules.  Thread-safe."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.next_conn_id = 1      # never reset: ids stay unique per process
+        self.open_conns = {}       # id -> Connection
+        self.in_flight = 0
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.records = []
+            self.rules = []
+            self.connections_total = 0
+            self.requests_total = 0
+            self.max_in_flight = self.in_flight
+            self.token_exchanges = 0
+
+    # -- connections -------------------------------------------------------
+    def open_connection(self, sock):
+        with self.lock:
+            conn = Connection(self.next_conn_id, sock)
+            self.next_conn_id += 1
+            self.open_conns[conn.id] = conn
+            self.connections_total += 1
+            return conn
+
+    def close_connection(self, conn):
+        with self.lock:
+            self.open_conns.pop(conn.id, None)
+
+    def abort_connection(self, conn):
+        # No longer counted as open from now on, so stats read right after
+        # a drop or `down` are exact (the handler thread ends a bit later).
+        self.close_connection(conn)
+        conn.abort()
+
+    def abort_all_connections(self):
+        with self.lock:
+            conns = list(self.open_conns.values())
+        for conn in conns:
+            self.abort_connection(conn)
+
+    # -- requests ----------------------------------------------------------
+    def begin(self, conn_id, req, arrival):
+        """Record an arriving request; returns its (mutable) record."""
+        record = {
+            "seq": 0, "conn": conn_id, "method": req.method,
+            "path": req.path, "query": req.query, "params": req.params,
+            "headers": req.headers,
+            "body": req.body.decode("utf-8", errors="replace"),
+            "json": req.json, "status": None, "tls": req.tls,
+            "t": arrival, "t_done": None,
+        }
+        with self.lock:
+            record["seq"] = len(self.records) + 1
+            self.records.append(record)
+            self.requests_total += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        return record
+
+    def end(self, record, status):
+        """status is None when the request got no answer."""
+        with self.lock:
+            record["status"] = status
+            record["t_done"] = time.time()
+            self.in_flight -= 1
+
+    def count_token_exchange(self):
+        with self.lock:
+            self.token_exchanges += 1
+
+    def since(self, seq):
+        with self.lock:
+            return [dict(r) for r in self.records if r["seq"] > seq]
+
+    def last(self, path_prefix, method):
+        with self.lock:
+            for record in reversed(self.records):
+                if path_prefix and not record["path"].startswith(path_prefix):
+                    continue
+                if method and record["method"] != method.upper():
+                    continue
+                return dict(record)
+        return None
+
+    def stats(self):
+        with self.lock:
+            return {
+                "connections_total": self.connections_total,
+                "connections_open": len(self.open_conns),
+                "requests_total": self.requests_total,
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+                "token_exchanges": self.token_exchanges,
+            }
+
+    # -- fault rules -------------------------------------------------------
+    def add_rule(self, rule):
+        with self.lock:
+            self.rules.append(rule)
+            return len(self.rules)
+
+    def clear_rules(self):
+        with self.lock:
+            self.rules = []
+
+    def take_rule(self, method, path):
+        """First matching rule with uses left; consumes one use."""
+        with self.lock:
+            for rule in self.rules:
+                if rule.get("method") and rule["method"].upper() != method:
+                    continue
+                if rule.get("path_prefix") and \
+                        not path.startswith(rule["path_prefix"]):
+                    continue
+                if rule.get("count") is not None:
+                    if rule["count"] <= 0:
+                        continue
+                    rule["count"] -= 1
+                return dict(rule)
+        return None
+
+
+class Config:
+    """Mutable mock configuration (see DEFAULT_CONFIG)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.values = json.loads(json.dumps(DEFAULT_CONFIG))
+
+    def get(self, name):
+        with self.lock:
+            return self.values[name]
+
+    def update(self, changes):
+        with self.lock:
+            self.values.update(changes)
+            return dict(self.values)
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.values)
+
+
+# --------------------------------------------------------------------------
+# OPS-COM
+# --------------------------------------------------------------------------
+
+OPSCOM_PREFIX = "/api/OC_TOMA"
+OPSCOM_PUSH = "/api/OC_TOMA/v1/profiles/push"
+OPSCOM_TYPES = "/api/OC_TOMA/v1/profiles/types/list"
+
+# Length limits in characters, from the vendor page.  Checked in this order.
+OPSCOM_MAX_LEN = {
+    "apiToken": 50, "unique_id": 50, "login_source": 20,
+    "first_name": 50, "last_name": 50, "user_name": 50, "email": 100,
+    "city": 50, "city2": 50,
+    "postal_code": 20, "zip": 20, "postal_code2": 20, "zip2": 20,
+    "street2": 20, "phone_cell": 20,
+    "employ_no": 50, "employee_phone": 50,
+    "student_no": 50, "student_phone": 50,
+    "driver_licence_num": 255, "driver_license_num": 255,
+}
+OPSCOM_TWO_LETTERS = ("province", "state", "province2", "state2",
+                      "driver_licence_prov", "driver_license_state")
+OPSCOM_DIGITS = ("user_type_id", "locker_user_type_id")
+OPSCOM_KNOWN = (tuple(OPSCOM_MAX_LEN) + OPSCOM_TWO_LETTERS + OPSCOM_DIGITS
+                + ("street", "date_of_birth"))
+# Required on create only (public error codes 9016-9018).
+OPSCOM_CREATE_REQUIRED = (("email", 9016, "Email is required"),
+                          ("first_name", 9017, "First name is required"),
+                          ("last_name", 9018, "Last name is required"))
+
+
+class OpsComError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def opscom_field_error(name, value):
+    """OpsComError for a bad (string) field value, or None."""
+    limit = OPSCOM_MAX_LEN.get(name)
+    if limit is not None and len(value) > limit:
+        return OpsComError(9030, f"{name} exceeds maximum length of {limit}")
+    if value == "":
+        return None     # empty = no value; format checks do not apply
+    bad = ((name in OPSCOM_TWO_LETTERS
+            and TWO_LETTERS_RE.fullmatch(value) is None)
+           or (name in OPSCOM_DIGITS and DIGITS_RE.fullmatch(value) is None)
+           or (name == "date_of_birth" and not is_real_date(value))
+           or (name == "email" and not looks_like_email(value)))
+    return OpsComError(9033, f"Invalid value for {name}") if bad else None
+
+
+class OpsCom:
+    """OPS-COM push API.  Every error is HTTP 200 + ErrorCode body."""
+
+    def __init__(self, config):
+        self.config = config
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.profiles = {}
+            self.next_reference_id = OPSCOM_FIRST_REFERENCE_ID
+
+    def snapshot(self):
+        with self.lock:
+            return json.loads(json.dumps(self.profiles))
+
+    def handle(self, req):
+        if req.method != "POST" or req.path not in (OPSCOM_PUSH, OPSCOM_TYPES):
+            return Response(404, {"ErrorCode": 9000,
+                                  "ErrorMessage": "Unknown endpoint"})
+        try:
+            body = self.authenticate(req)
+            if req.path == OPSCOM_TYPES:
+                return Response(200, {"status": "success",
+                                      "user_types": OPSCOM_USER_TYPES})
+            return Response(200, self.push(body))
+        except OpsComError as err:
+            return Response(200, {"ErrorCode": err.code,
+                                  "ErrorMessage": err.message})
+
+    def authenticate(self, req):
+        """Parse the body and check apiToken; returns the body object."""
+        if not is_json_content_type(req.header("content-type")) \
+                or not isinstance(req.json, dict):
+            raise OpsComError(9003, "Unable to parse request")
+        body = req.json
+        token = body.get("apiToken")
+        if token is None or token == "":
+            raise OpsComError(9001, "API token missing")
+        if not isinstance(token, str):
+            raise OpsComError(9033, "Invalid value for apiToken")
+        error = opscom_field_error("apiToken", token)
+        if error:
+            raise error
+        if token not in self.config.get("opscom_tokens"):
+            # The real service echoes the token; the client must redact it.
+            raise OpsComError(9002, f"API token '{token}' has no permission")
+        return body
+
+    def push(self, body):
+        fields = {k: v for k, v in body.items() if k in OPSCOM_KNOWN}
+        for name in OPSCOM_KNOWN:       # values are strings, numbers too
+            if name in fields and not isinstance(fields[name], str):
+                raise OpsComError(9033, f"Invalid value for {name}")
+        if not fields.get("unique_id"):
+            raise OpsComError(9013, "Unique ID is required")
+        source = fields.get("login_source")
+        if not source:
+            raise OpsComError(9014, "Login source is required")
+        if source not in self.config.get("login_sources"):
+            raise OpsComError(9015, f"Login source '{source}' is invalid")
+        for name in OPSCOM_KNOWN:
+            error = name in fields and opscom_field_error(name, fields[name])
+            if error:
+                raise error
+        del fields["apiToken"]
+        pushed = {k: v for k, v in body.items() if k != "apiToken"}
+        return self.store(fields, pushed)
+
+    def store(self, known, pushed):
+        """known: the validated attributes; pushed: the body sans token."""
+        unique_id = known["unique_id"]
+        with self.lock:
+            profile = self.profiles.get(unique_id)
+            if profile is None:
+                if self.config.get("opscom_require_names_on_create"):
+                    for name, code, message in OPSCOM_CREATE_REQUIRED:
+                        if not known.get(name):
+                            raise OpsComError(code, message)
+                profile = {"reference_id": self.next_reference_id,
+                           "fields": {}, "merged": {}, "pushes": 0}
+                self.next_reference_id += 1
+                self.profiles[unique_id] = profile
+            # fields: exactly what the last push sent (unknown keys too),
+            # for assertions on the client; merged: the profile as stored.
+            profile["fields"] = pushed
+            profile["merged"].update(known)
+            profile["pushes"] += 1
+            return {"status": "success",
+                    "reference_id": profile["reference_id"]}
+
+
+# --------------------------------------------------------------------------
+# CloudCard
+# --------------------------------------------------------------------------
+
+CC_BOOL_FIELDS = ("enabled", "additionalPhotoRequired")
+CC_STRING_FIELDS = ("email", "identifier", "cardholderGroupName",
+                    "managerEmail", "managerIdentifier")
+CC_PERSON_FIELDS = CC_BOOL_FIELDS + CC_STRING_FIELDS
+CC_ROLES = ("ROLE_CARDHOLDER", "ROLE_OFFICE", "ROLE_DIRECTOR")
+# Read-only attributes of the person JSON: a client echoing a GET answer
+# back in a PUT must not turn them into custom fields.
+CC_READ_ONLY = ("id", "username", "authorities")
+
+
+class CloudCardError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def cc_validate_body(req, nested_custom_fields):
+    """Content-Type / JSON object / field type checks; returns the body."""
+    if not is_json_content_type(req.header("content-type")):
+        raise CloudCardError(415, "Unsupported Media Type: use "
+                                  "application/json")
+    body = req.json
+    if not isinstance(body, dict):
+        raise CloudCardError(400, "Request body must be a JSON object")
+    for name, value in body.items():
+        if name in CC_BOOL_FIELDS or name.startswith("ROLE_"):
+            if name.startswith("ROLE_") and name not in CC_ROLES:
+                raise CloudCardError(400, f"Unknown role {name}")
+            if not isinstance(value, bool):
+                raise CloudCardError(400, f"{name} must be a boolean")
+        elif name in CC_STRING_FIELDS and value is not None \
+                and not isinstance(value, str):
+            raise CloudCardError(400, f"{name} must be a string")
+    if "email" in body and not looks_like_email(body["email"]):
+        raise CloudCardError(400, "email is not a valid email address")
+    if nested_custom_fields and body.get("customFields") is not None \
+            and not isinstance(body["customFields"], dict):
+        raise CloudCardError(400, "customFields must be an object")
+    return body
+
+
+def cc_person_json(person):
+    return {
+        "id": person["id"],
+        "email": person["email"],
+        "username": person["email"],
+        "identifier": person["identifier"],
+        "enabled": person["enabled"],
+        "cardholderGroupName": person["cardholderGroupName"],
+        "additionalPhotoRequired": person["additionalPhotoRequired"],
+        "managerEmail": person["managerEmail"],
+        "managerIdentifier": person["managerIdentifier"],
+        "customFields": dict(person["customFields"]),
+        "authorities": [{"authority": r} for r in sorted(person["roles"])],
+    }
+
+
+def cc_apply_roles(person, body, replace):
+    """ROLE_* booleans grant/revoke; replace drops roles not granted."""
+    granted = {k for k, v in body.items() if k in CC_ROLES and v is True}
+    revoked = {k for k, v in body.items() if k in CC_ROLES and v is False}
+    if replace:
+        person["roles"] = granted
+    else:
+        person["roles"] = (person["roles"] | granted) - revoked
+
+
+class CloudCard:
+    """CloudCard person API with X-Auth-Token authentication."""
+
+    def __init__(self, config, recorder):
+        self.config = config
+        self.recorder = recorder
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.people = {}              # id -> internal person dict
+            self.next_id = CLOUDCARD_FIRST_PERSON_ID
+            self.sessions = {}            # token -> expiry epoch
+
+    def expire_tokens(self):
+        with self.lock:
+            self.sessions = {}
+
+    def snapshot(self):
+        with self.lock:
+            return [cc_person_json(p) for p in self.people.values()]
+
+    # -- routing -----------------------------------------------------------
+    def handle(self, req):
+        try:
+            return self.route(req)
+        except CloudCardError as err:
+            return Response(err.status, {"message": err.message})
+
+    def route(self, req):
+        path, method = req.path, req.method
+        if path == "/authentication-token" and method == "POST":
+            return self.exchange_token(req)
+        key = None
+        if path.startswith("/person/"):
+            key = path[len("/person/"):]
+            # A literal "/" would be a different resource: the client must
+            # percent-encode identifiers and emails in the path.
+            if not key or "/" in key:
+                key = None
+        if key is not None and method in ("GET", "PUT"):
+            self.authenticate(req)
+            person_key = urllib.parse.unquote(key, errors="replace")
+            if method == "GET":
+                return self.get_person(req, person_key)
+            return self.update_person(req, person_key)
+        if path == "/person" and method == "POST":
+            self.authenticate(req)
+            return self.create_person(req)
+        if path == "/api/people" and method == "POST":
+            self.authenticate(req)
+            return self.create_or_update(req)
+        raise CloudCardError(404, "Not Found")
+
+    # -- authentication ----------------------------------------------------
+    def exchange_token(self, req):
+        if not is_json_content_type(req.header("content-type")):
+            raise CloudCardError(415, "Unsupported Media Type: use "
+                                      "application/json")
+        if not isinstance(req.json, dict):
+            raise CloudCardError(400, "Request body must be a JSON object")
+        pat = req.json.get("persistentAccessToken")
+        if not isinstance(pat, str) or pat not in \
+                self.config.get("cloudcard_pats"):
+            raise CloudCardError(401, "Unauthorized")
+        token = secrets.token_hex(20)
+        expiry = time.time() + self.config.get("session_ttl_s")
+        with self.lock:
+            self.sessions[token] = expiry
+        self.recorder.count_token_exchange()
+        return Response(201, {"tokenValue": token,
+                              "expirationDate": utc_iso(expiry)})
+
+    def authenticate(self, req):
+        token = req.header("x-auth-token")
+        if token and token in self.config.get("cloudcard_auth_tokens"):
+            return
+        with self.lock:
+            expiry = self.sessions.get(token)
+        if expiry is None or time.time() >= expiry:
+            raise CloudCardError(401, "Unauthorized")   # never echo tokens
+
+    # -- lookups -----------------------------------------------------------
+    def find(self, key, find_by):
+        """Person for key under findBy (id|email|identifier), or None."""
+        with self.lock:
+            if find_by == "id":
+                return self.people.get(int(key)) if DIGITS_RE.fullmatch(key) \
+                    else None
+            for person in self.people.values():
+                if find_by == "email" and person["email"] is not None \
+                        and person["email"].lower() == key.lower():
+                    return person
+                if find_by == "identifier" and person["identifier"] == key:
+                    return person
+        return None
+
+    def find_any(self, body, exclude=None):
+        """Another person sharing body's email or identifier, or None."""
+        for field in ("email", "identifier"):
+            value = body.get(field)
+            if value:
+                person = self.find(value, field)
+                if person is not None and person is not exclude:
+                    return person
+        return None
+
+    @staticmethod
+    def find_by_param(req):
+        find_by = req.params.get("findBy", "id")
+        if find_by not in ("id", "email", "identifier"):
+            raise CloudCardError(400, f"Invalid findBy: {find_by}")
+        return find_by
+
+    @staticmethod
+    def flag(req, name, default):
+        try:
+            return parse_bool_param(req.params.get(name), default)
+        except ValueError:
+            raise CloudCardError(400, f"Invalid value for {name}") from None
+
+    # -- endpoints ---------------------------------------------------------
+    def get_person(self, req, key):
+        person = self.find(key, self.find_by_param(req))
+        if person is None:
+            raise CloudCardError(404, "Not Found")
+        return Response(200, cc_person_json(person))
+
+    def update_person(self, req, key):
+        body = cc_validate_body(req, nested_custom_fields=False)
+        find_by = self.find_by_param(req)
+        replace_roles = self.flag(req, "updateRoles", True)
+        with self.lock:
+            person = self.find(key, find_by)
+            if person is None:
+                raise CloudCardError(404, "Not Found")
+            if self.find_any(body, exclude=person) is not None:
+                raise CloudCardError(400, "Email or identifier already used "
+                                          "by another person")
+            for name, value in body.items():
+                if name in CC_PERSON_FIELDS:
+                    person[name] = value
+                elif not name.startswith("ROLE_") and name not in CC_READ_ONLY:
+                    # Current API: custom fields are top-level keys.
+                    person["customFields"][name] = value
+            cc_apply_roles(person, body, replace_roles)
+            answer = cc_person_json(person)
+        if not self.config.get("cloudcard_put_body"):
+            return Response(202)
+        return Response(202, answer)
+
+    def create_person(self, req):
+        body = cc_validate_body(req, nested_custom_fields=True)
+        self.flag(req, "sendInvitation", True)
+        with self.lock:
+            if self.find_any(body) is not None:
+                raise CloudCardError(400, "Person already exists")
+            person = self.new_person(body)
+            cc_apply_roles(person, body, replace=False)
+            return Response(201, cc_person_json(person))
+
+    def create_or_update(self, req):
+        """Deprecated POST /api/people; roles are not changed here."""
+        body = cc_validate_body(req, nested_custom_fields=True)
+        allow_update = self.flag(req, "allowUpdate", False)
+        login_link = self.flag(req, "getLoginLink", False)
+        self.flag(req, "sendInvitation", True)
+        with self.lock:
+            person = self.find_any(body)
+            if person is None:
+                person, status = self.new_person(body), 201
+            elif not allow_update:
+                raise CloudCardError(400, "Person already exists")
+            else:
+                self.set_fields(person, body)
+                status = 200
+            answer = cc_person_json(person)
+        if login_link:
+            answer["links"] = {"login": LOGIN_LINK + secrets.token_hex(16)}
+        return Response(status, answer)
+
+    # -- storage -----------------------------------------------------------
+    @staticmethod
+    def set_fields(person, body):
+        """Known fields + nested customFields (create-style bodies)."""
+        for name in CC_PERSON_FIELDS:
+            if name in body:
+                person[name] = body[name]
+        person["customFields"].update(body.get("customFields") or {})
+
+    def new_person(self, body, person_id=None):
+        if not body.get("email") and not body.get("identifier"):
+            raise CloudCardError(400, "email or identifier is required")
+        with self.lock:
+            if person_id is None:
+                person_id = self.next_id
+            self.next_id = max(self.next_id, person_id + 1)
+            person = {"id": person_id, "email": None, "identifier": None,
+                      "cardholderGroupName": None,
+                      "additionalPhotoRequired": False, "enabled": True,
+                      "managerEmail": None, "managerIdentifier": None,
+                      "customFields": {}, "roles": {"ROLE_CARDHOLDER"}}
+            self.set_fields(person, body)
+            self.people[person_id] = person
+            return person
+
+    def seed(self, body):
+        """Control API: store an existing person (no auth, no HTTP checks)."""
+        with self.lock:
+            if self.find_any(body) is not None:
+                raise ValueError("Person already exists")
+            person_id = body.get("id")
+            if person_id is not None and (not isinstance(person_id, int)
+                                          or person_id in self.people):
+                raise ValueError("id must be a free integer")
+            person = self.new_person(body, person_id)
+            roles = body.get("roles")
+            if roles is not None:
+                person["roles"] = set(roles)
+            cc_apply_roles(person, body, replace=False)
+            return cc_person_json(person)
+
+
+# --------------------------------------------------------------------------
+# Control commands
+# --------------------------------------------------------------------------
+
+class BadCommand(Exception):
+    """A malformed control command -> HTTP 400."""
+
+
+class UnknownCommand(Exception):
+    """No such control command -> HTTP 404."""
+
+
+def coerce(name, value, kind):
+    """Convert a control argument (JSON value or query string) to kind."""
+    try:
+        if kind == "str":
+            if isinstance(value, str):
+                return value
+            # A JSON body may give e.g. "body": {...} or "retry_after": 2.
+            return json.dumps(value) if isinstance(value, (dict, list)) \
+                else str(value)
+        if kind in ("int", "int?", "num"):
+            if value is None or value == "null" or value == "":
+                if kind == "int?":
+                    return None
+                raise ValueError
+            if isinstance(value, bool):
+                raise ValueError
+            if kind == "num":
+                number = float(value)
+                if not math.isfinite(number):
+                    raise ValueError
+                return int(number) if number.is_integer() else number
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            return parse_bool_param(str(value), None)
+        if kind == "list":
+            if isinstance(value, str):
+                return [v for v in value.split(",") if v]
+            if isinstance(value, list) and all(isinstance(v, str)
+                                               for v in value):
+                return value
+            raise ValueError
+    except (TypeError, ValueError):
+        pass
+    raise BadCommand(f"invalid value for {name}: {value!r}")
+
+
+def typed_args(args, schema):
+    """Validate args against {name: kind}; unknown names are errors."""
+    unknown = sorted(set(args) - set(schema))
+    if unknown:
+        raise BadCommand("unknown argument(s): " + ", ".join(unknown))
+    return {name: coerce(name, value, schema[name])
+            for name, value in args.items()}
+
+
+BEHAVE_SCHEMA = {"method": "str", "path_prefix": "str", "status": "int",
+                 "body": "str", "retry_after": "str", "location": "str",
+                 "delay_ms": "int", "drop": "bool", "count": "int?"}
+CONFIG_SCHEMA = {"opscom_tokens": "list", "login_sources": "list",
+                 "cloudcard_pats": "list", "cloudcard_auth_tokens": "list",
+                 "session_ttl_s": "num",
+                 "opscom_require_names_on_create": "bool",
+                 "cloudcard_put_body": "bool"}
+
+# Seed bodies are free-form; these get the query-string conversions.
+SEED_TYPES = {"id": "int?", "email": "str", "identifier": "str",
+              "enabled": "bool", "additionalPhotoRequired": "bool",
+              "roles": "list", "ROLE_CARDHOLDER": "bool",
+              "ROLE_OFFICE": "bool", "ROLE_DIRECTOR": "bool"}
+
+
+class Control:
+    """The /_mock/... commands.  Each returns a JSON-able value."""
+
+    def __init__(self, mock):
+        self.mock = mock
+
+    def run(self, name, args):
+        command = getattr(self, "cmd_" + name, None)
+        if command is None:
+            raise UnknownCommand(name)
+        return command(args)
+
+    def cmd_ping(self, args):
+        typed_args(args, {})
+        return {"ok": True}
+
+    def cmd_reset(self, args):
+        typed_args(args, {})
+        self.mock.reset()
+        return {"ok": True}
+
+    def cmd_requests(self, args):
+        since = typed_args(args, {"since": "int"}).get("since", 0)
+        return self.mock.recorder.since(since)
+
+    def cmd_last(self, args):
+        args = typed_args(args, {"path_prefix": "str", "method": "str"})
+        return self.mock.recorder.last(args.get("path_prefix"),
+                                       args.get("method"))
+
+    def cmd_stats(self, args):
+        typed_args(args, {})
+        return self.mock.recorder.stats()
+
+    def cmd_behave(self, args):
+        rule = typed_args(args, BEHAVE_SCHEMA)
+        if "status" in rule and not 200 <= rule["status"] <= 599:
+            raise BadCommand("status must be between 200 and 599")
+        if rule.get("delay_ms", 0) < 0:
+            raise BadCommand("delay_ms must be >= 0")
+        return {"ok": True, "rules": self.mock.recorder.add_rule(rule)}
+
+    def cmd_clear_behaviours(self, args):
+        typed_args(args, {})
+        self.mock.recorder.clear_rules()
+        return {"ok": True}
+
+    def cmd_down(self, args):
+        seconds = typed_args(args, {"seconds": "num"}).get("seconds")
+        self.mock.listeners.down(seconds)
+        return {"ok": True}
+
+    def cmd_up(self, args):
+        typed_args(args, {})
+        self.mock.listeners.up()
+        return {"ok": True}
+
+    def cmd_expire_tokens(self, args):
+        typed_args(args, {})
+        self.mock.cloudcard.expire_tokens()
+        return {"ok": True}
+
+    def cmd_config(self, args):
+        return self.mock.config.update(typed_args(args, CONFIG_SCHEMA))
+
+    def cmd_opscom_profiles(self, args):
+        typed_args(args, {})
+        return self.mock.opscom.snapshot()
+
+    def cmd_cloudcard_people(self, args):
+        typed_args(args, {})
+        return self.mock.cloudcard.snapshot()
+
+    def cmd_cloudcard_seed(self, args):
+        for name, kind in SEED_TYPES.items():
+            if name in args:
+                args[name] = coerce(name, args[name], kind)
+        try:
+            return self.mock.cloudcard.seed(args)
+        except (ValueError, TypeError, CloudCardError) as err:
+            raise BadCommand(str(err)) from None
+
+
+# --------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------
+
+class BadBody(Exception):
+    """The request framing is broken: answer 400 and close."""
+
+
+class BaseHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"      # keep-alive by default
+    # Responses are buffered and flushed once: one segment per answer, and
+    # TCP_NODELAY so that segment is not held back by Nagle/delayed ACK.
+    wbufsize = -1
+    disable_nagle_algorithm = True
+
+    def version_string(self):
+        return "campus-sync-mock/1"
+
+    def log_message(self, fmt, *args):
+        if self.server.mock.verbose:
+            super().log_message(fmt, *args)
+
+    def handle_expect_100(self):
+        super().handle_expect_100()
+        self.wfile.flush()      # wfile is buffered: send "100 Continue" now
+        return True
+
+    def read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self.read_chunked()
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        if not length.strip().isdigit():
+            raise BadBody("invalid Content-Length")
+        body = self.rfile.read(int(length))
+        if len(body) != int(length):
+            raise BadBody("truncated body")
+        return body
+
+    def read_chunked(self):
+        parts = []
+        while True:
+            size_line = self.rfile.readline(1024)
+            try:
+                size = int(size_line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise BadBody("invalid chunk size") from None
+            if size == 0:
+                while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                    pass            # trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(8)  # CRLF after each chunk
+
+    def lower_headers(self):
+        headers = {}
+        for name, value in self.headers.items():
+            name = name.lower()
+            headers[name] = headers[name] + ", " + value if name in headers \
+                else value
+        return headers
+
+    def send(self, response):
+        self.send_response(response.status)
+        if response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(response.body)
+        self.wfile.flush()
+
+    def reject_framing(self, err):
+        self.close_connection = True
+        self.send(Response(400, {"message": str(err)},
+                           headers={"Connection": "close"}))
+
+
+class ApiHandler(BaseHandler):
+    """Serves OPS-COM and CloudCard on the API listener(s)."""
+
+    def setup(self):
+        self.conn = self.server.connection_for(self.request)
+        context = self.server.tls_context
+        if context is not None:
+            with self.conn.lock:   # `down` must see the socket it can close
+                self.request = context.wrap_socket(
+                    self.request, server_side=True,
+                    do_handshake_on_connect=False)
+                self.conn.sock = self.request
+            self.request.do_handshake()
+        super().setup()
+
+    def handle_any(self):
+        arrival = time.time()
+        try:
+            body = self.read_body()
+        except BadBody as err:
+            return self.reject_framing(err)
+        mock = self.server.mock
+        req = Request(self.command, self.path, self.lower_headers(), body,
+                      tls=self.server.tls_context is not None)
+        record = mock.recorder.begin(self.conn.id, req, arrival)
+        response = None
+        try:
+            response = self.apply_rule(req)
+        finally:
+            # Completed in the record BEFORE any byte goes out: a client
+            # that has its answer (or EOF) then always finds the request
+            # finished in /_mock/requests and /_mock/stats.
+            mock.recorder.end(record, response and response.status)
+        if response is None:                     # a `drop` rule
+            self.close_connection = True
+            mock.recorder.abort_connection(self.conn)
+        else:
+            self.send(response)
+
+    def apply_rule(self, req):
+        """Response to send, or None to drop the connection unanswered."""
+        rule = self.server.mock.recorder.take_rule(req.method, req.path)
+        if rule is None:
+            return self.server.mock.dispatch(req)
+        if rule.get("delay_ms"):
+            time.sleep(rule["delay_ms"] / 1000.0)
+        if rule.get("drop"):
+            return None
+        if any(k in rule for k in ("status", "body", "retry_after",
+                                   "location")):
+            return rule_response(rule)
+        return self.server.mock.dispatch(req)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
+
+
+def rule_response(rule):
+    """The answer a fault rule imposes instead of normal processing."""
+    status = rule.get("status") or (302 if "location" in rule else 503)
+    headers = {}
+    if "retry_after" in rule:
+        headers["Retry-After"] = rule["retry_after"]
+    if "location" in rule:
+        headers["Location"] = rule["location"]
+    if "body" not in rule:
+        return Response(status, {"message": f"mock: injected {status}"},
+                        headers=headers)
+    raw = rule["body"].encode("utf-8")
+    try:
+        parse_json(raw)
+        content_type = "application/json"
+    except ValueError:
+        content_type = "text/plain; charset=utf-8"
+    return Response(status, raw=raw, headers=headers,
+                    content_type=content_type)
+
+
+class ControlHandler(BaseHandler):
+    """Serves /_mock/<command> on the control listener."""
+
+    def handle_any(self):
+        try:
+            body = self.read_body()
+        except BadBody as err:
+            return self.reject_framing(err)
+        path, _, query = self.path.partition("?")
+        if not path.startswith("/_mock/"):
+            return self.answer(404, {"error": "not a control command"})
+        try:
+            args = self.parse_args(body, query)
+            result = self.server.mock.control.run(path[len("/_mock/"):],
+                                                  args)
+        except BadCommand as err:
+            return self.answer(400, {"error": str(err)})
+        except UnknownCommand:
+            return self.answer(404, {"error": "unknown command " + path})
+        except OSError as err:       # e.g. `up` could not rebind a port
+            return self.answer(500, {"error": str(err)})
+        self.answer(200, result)
+
+    @staticmethod
+    def parse_args(body, query):
+        """JSON object body, then query parameters (which win)."""
+        args = {}
+        if body.strip():
+            try:
+                args = parse_json(body)
+            except ValueError:
+                raise BadCommand("body is not JSON") from None
+            if not isinstance(args, dict):
+                raise BadCommand("body must be a JSON object")
+        args.update(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        return args
+
+    def answer(self, status, payload):
+        # Trailing newline: friendlier for curl / COPY FROM PROGRAM.
+        self.send(Response(status, raw=dumps(payload) + b"\n"))
+
+    do_GET = do_POST = handle_any
+
+
+class MockServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address, handler, mock, tls_context=None):
+        self.mock = mock
+        self.tls_context = tls_context
+        super().__init__(address, handler)
+
+    def handle_error(self, request, client_address):
+        # Resets, broken pipes, failed TLS handshakes: normal in fault tests.
+        if self.mock.verbose:
+            super().handle_error(request, client_address)
+
+
+class ApiServer(MockServer):
+    """API listener: tracks connections for stats and for `down`."""
+
+    def __init__(self, *args, **kwargs):
+        self.connections = {}       # accepted socket -> Connection
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        # Registered here, in the accept loop, so that once `down` has
+        # stopped the loop no accepted connection can escape abort_all.
+        self.connections[request] = self.mock.recorder.open_connection(
+            request)
+        super().process_request(request, client_address)
+
+    def connection_for(self, request):
+        return self.connections[request]
+
+    def shutdown_request(self, request):
+        # Runs when the connection's thread ends, whatever happened.
+        conn = self.connections.pop(request)
+        super().shutdown_request(request)
+        if conn.sock is not request:      # the SSLSocket wrapping it
+            try:
+                conn.sock.close()
+            except OSError:
+                pass
+        self.mock.recorder.close_connection(conn)
+
+
+def serve_in_thread(server, name):
+    thread = threading.Thread(target=server.serve_forever,
+                              kwargs={"poll_interval": SERVE_POLL_S},
+                              name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+class ApiListeners:
+    """The plain and TLS API listeners, which `down`/`up` close/rebind."""
+
+    def __init__(self, mock, host, port, tls_port=None, tls_context=None):
+        self.mock = mock
+        self.host = host
+        self.specs = [(port, None)]
+        if tls_context is not None:
+            self.specs.append((tls_port, tls_context))
+        self.servers = []
+        self.lock = threading.Lock()
+        self.timer = None
+        self.up()
+        # Rebinding after `down` must reuse the ports picked for port 0.
+        self.specs = [(srv.server_address[1], spec[1])
+                      for srv, spec in zip(self.servers, self.specs)]
+
+    @property
+    def ports(self):
+        return [port for port, _ in self.specs]
+
+    def up(self):
+        with self.lock:
+            self._cancel_timer()
+            if self.servers:
+                return
+            servers = []
+            try:
+                for port, context in self.specs:
+                    servers.append(ApiServer((self.host, port), ApiHandler,
+                                             self.mock, context))
+            except OSError:
+                for server in servers:
+                    server.server_close()
+                raise
+            for server in servers:
+                serve_in_thread(server, "api-%d" % server.server_address[1])
+            self.servers = servers
+
+    def down(self, seconds=None):
+        with self.lock:
+            self._cancel_timer()
+            for server in self.servers:
+                server.shutdown()       # stop accepting, then
+                server.server_close()   # close: new connections refused
+            self.servers = []
+            self.mock.recorder.abort_all_connections()
+            if seconds is not None:
+                self.timer = threading.Timer(seconds, self._auto_up)
+                self.timer.daemon = True
+                self.timer.start()
+
+    def _auto_up(self):
+        try:
+            self.up()
+        except OSError as err:
+            print(f"mock_api: automatic up failed: {err}", file=sys.stderr)
+
+    def _cancel_timer(self):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def close(self):
+        with self.lock:
+            self._cancel_timer()
+            for server in self.servers:
+                server.shutdown()
+                server.server_close()
+            self.servers = []
+
+
+class Mock:
+    """Everything the handlers share."""
+
+    def __init__(self, verbose=False):
+        self.verbose = verbose
+        self.config = Config()
+        self.recorder = Recorder()
+        self.opscom = OpsCom(self.config)
+        self.cloudcard = CloudCard(self.config, self.recorder)
+        self.control = Control(self)
+        self.listeners = None
+
+    def dispatch(self, req):
+        path = req.path
+        if path == OPSCOM_PREFIX or path.startswith(OPSCOM_PREFIX + "/"):
+            return self.opscom.handle(req)
+        return self.cloudcard.handle(req)
+
+    def reset(self):
+        self.recorder.reset()
+        self.config.reset()
+        self.opscom.reset()
+        self.cloudcard.reset()
+        self.listeners.up()       # a test that left the API down is undone
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+def parse_cli(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ready-file", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--api-port", type=int, default=0)
+    parser.add_argument("--control-port", type=int, default=0)
+    parser.add_argument("--tls-port", type=int)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no request logging (the default)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="log every request and connection error")
+    args = parser.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost"):
+        parser.error("the mock only binds the loopback address 127.0.0.1")
+    args.host = "127.0.0.1"
+    tls_args = (args.tls_port is not None, bool(args.cert), bool(args.key))
+    if any(tls_args) and not all(tls_args):
+        parser.error("--tls-port, --cert and --key go together")
+    return args
+
+
+def tls_context(cert, key):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def write_ready_file(path, info):
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as out:
+        out.write(json.dumps(info) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = parse_cli(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    mock = Mock(verbose=args.verbose and not args.quiet)
+    context = tls_context(args.cert, args.key) if args.cert else None
+    mock.listeners = ApiListeners(mock, args.host, args.api_port,
+                                  args.tls_port, context)
+    control = MockServer((args.host, args.control_port), ControlHandler, mock)
+    serve_in_thread(control, "control")
+
+    ports = mock.listeners.ports
+    write_ready_file(args.ready_file, {
+        "api": ports[0], "control": control.server_address[1],
+        "tls": ports[1] if context else None, "pid": os.getpid()})
+    while not stop.wait(0.1):   # signals may land on another thread
+        pass
+    mock.listeners.close()
+    control.shutdown()
+    control.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
