@@ -20,14 +20,23 @@ WHERE attrelid = 'campus_sync.push_result'::regclass AND attnum > 0 ORDER BY att
 -- Test helpers: commands to the mock API's control port, through curl.
 CREATE TABLE mock_out (line text);
 
-CREATE FUNCTION mock(cmd text) RETURNS jsonb LANGUAGE plpgsql AS $$
+-- A string as one shell word: 'it'\''s'
+CREATE FUNCTION shell_quote(s text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT chr(39) || replace(s, chr(39), chr(39) || '\' || chr(39) || chr(39)) || chr(39)
+$$;
+
+CREATE FUNCTION mock(cmd text, body jsonb DEFAULT NULL) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
   url text := current_setting('test.mock_control') || '/_mock/' || cmd;
   result jsonb;
 BEGIN
   DELETE FROM mock_out;
   EXECUTE format($c$COPY mock_out FROM PROGRAM %L WITH (FORMAT csv, DELIMITER E'\x01', QUOTE E'\x02')$c$,
-                 'curl -sS -X POST ''' || replace(url, '''', '''\''''') || '''');
+                 'curl -sS -X POST ' ||
+                 CASE WHEN body IS NULL THEN ''
+                      ELSE '-H ' || shell_quote('Content-Type: application/json') ||
+                           ' --data-binary ' || shell_quote(body::text) || ' '
+                 END || shell_quote(url));
   SELECT string_agg(line, E'\n')::jsonb INTO result FROM mock_out;
   RETURN result;
 END $$;
