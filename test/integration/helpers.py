@@ -1,0 +1,84 @@
+"""Shared helpers of the integration suites: a database with campus_sync and
+its test targets, connections, and the mock API's control port.
+
+The test runner (test/run.sh) exports PGHOST, PGPORT, PGUSER, MOCK_API,
+MOCK_CONTROL; each suite gets a fresh database of its own.
+"""
+import json
+import os
+import time
+import urllib.parse
+import urllib.request
+
+import psycopg2
+import psycopg2.extensions
+
+MOCK_API = os.environ["MOCK_API"]
+MOCK_CONTROL = os.environ["MOCK_CONTROL"]
+
+OPSCOM_TOKEN = "opscom-test-token-0123456789"
+CLOUDCARD_PAT = "pat-test-0123456789abcdef"
+
+
+def mock(command, **args):
+    """Runs a control command of the mock API and returns its JSON answer."""
+    url = MOCK_CONTROL + "/_mock/" + command
+    if args:
+        url += "?" + urllib.parse.urlencode(
+            {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in args.items()})
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30) as r:
+        return json.loads(r.read())
+
+
+def connect(dbname, autocommit=True):
+    conn = psycopg2.connect(dbname=dbname)
+    conn.autocommit = autocommit
+    return conn
+
+
+def create_database(name, setup_sql=""):
+    """A fresh database with campus_sync and the servers opscom and cloudcard."""
+    admin = connect("postgres")
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    conn = connect(name)
+    with conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION campus_sync")
+        cur.execute(
+            "CREATE SERVER opscom FOREIGN DATA WRAPPER campus_sync "
+            "OPTIONS (service 'opscom', url %s, login_source 'BANNER')", (MOCK_API,))
+        cur.execute("CREATE USER MAPPING FOR PUBLIC SERVER opscom OPTIONS (api_token %s)",
+                    (OPSCOM_TOKEN,))
+        cur.execute(
+            "CREATE SERVER cloudcard FOREIGN DATA WRAPPER campus_sync "
+            "OPTIONS (service 'cloudcard', url %s)", (MOCK_API,))
+        cur.execute("CREATE USER MAPPING FOR PUBLIC SERVER cloudcard "
+                    "OPTIONS (persistent_access_token %s)", (CLOUDCARD_PAT,))
+        if setup_sql:
+            cur.execute(setup_sql)
+    return conn
+
+
+def query(conn, sql, args=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall() if cur.description else None
+
+
+def scalar(conn, sql, args=None):
+    rows = query(conn, sql, args)
+    return rows[0][0] if rows else None
+
+
+def wait_for(condition, timeout, interval=0.05, what="condition"):
+    """Polls condition() until it is true; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
