@@ -15,7 +15,11 @@ OBJS = \
 	src/cloudcard_auth.o \
 	src/request.o \
 	src/push.o \
-	src/lookup.o
+	src/lookup.o \
+	src/queue_store.o \
+	src/enqueue.o \
+	src/health.o \
+	src/deliver.o
 
 DATA = campus_sync--$(EXTVERSION).sql
 

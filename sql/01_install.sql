@@ -95,3 +95,11 @@ FROM pg_foreign_server ORDER BY srvname;
 SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_may_execute
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'campus_sync' ORDER BY 1;
+
+-- The queue and its views hold personal data: not readable by PUBLIC.
+SELECT c.relname, has_table_privilege('public', c.oid, 'SELECT') AS public_may_read
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'campus_sync' AND c.relkind IN ('r', 'v', 'S') ORDER BY 1;
+-- it is WAL-logged (not UNLOGGED), and pg_dump keeps its contents
+SELECT relname, relpersistence FROM pg_class WHERE relname IN ('queue_items', 'target_health') ORDER BY 1;
+SELECT extconfig::regclass[] FROM pg_extension WHERE extname = 'campus_sync';

@@ -370,6 +370,11 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 	int			key_field = target->find_by_email ? FIELD_EMAIL : FIELD_IDENTIFIER;
 	ListCell   *lc;
 
+	/* the key first: an invalid row's item still belongs to its person */
+	if (field_value(plan, row, key_field, &texts[key_field], &bools[key_field]) == NULL &&
+		texts[key_field] != NULL && texts[key_field][0] != '\0')
+		out->person_key = texts[key_field];
+
 	for (int i = 0; i < N_CLOUDCARD_FIELDS; i++)
 	{
 		PayloadError *e = field_value(plan, row, i, &texts[i], &bools[i]);
@@ -443,5 +448,4 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 	appendStringInfoChar(&buf, '}');
 
 	out->body = buf.data;
-	out->person_key = texts[key_field];
 }

@@ -205,6 +205,9 @@ opscom_build(PayloadPlan *base, RowValues *row, Payload *out)
 			out->error = e;
 			return;
 		}
+		/* known even when a later field is invalid: the item is the person's */
+		if (i == FIELD_UNIQUE_ID && values[i] != NULL && values[i][0] != '\0')
+			out->person_key = values[i];
 	}
 
 	if (values[FIELD_LOGIN_SOURCE] == NULL)
@@ -245,5 +248,4 @@ opscom_build(PayloadPlan *base, RowValues *row, Payload *out)
 	appendStringInfoChar(&buf, '}');
 
 	out->body = buf.data;
-	out->person_key = values[FIELD_UNIQUE_ID];
 }

@@ -644,7 +644,8 @@ target_load(const char *server_name, Jsonb *call_options, ServiceKind expected,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("server \"%s\" does not exist", server_name),
 				 errhint("Create it with CREATE SERVER %s FOREIGN DATA WRAPPER campus_sync OPTIONS (service '%s', url '...').",
-						 quote_identifier(server_name), service_name(expected))));
+						 quote_identifier(server_name),
+						 expected == SERVICE_CLOUDCARD ? "cloudcard" : "opscom")));
 	if (server->fdwid != campus_sync_fdw_oid())
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -663,7 +664,7 @@ target_load(const char *server_name, Jsonb *call_options, ServiceKind expected,
 						 quote_identifier(GetUserNameFromId(check_usage_role, false)))));
 
 	t = target_from_server(server);
-	if (t->service != expected)
+	if (expected != SERVICE_ANY && t->service != expected)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" is a %s target, but this function sends to %s",

@@ -16,6 +16,7 @@
 
 typedef enum ServiceKind
 {
+	SERVICE_ANY = -1,			/* target_load: a server of either service */
 	SERVICE_OPSCOM,
 	SERVICE_CLOUDCARD
 } ServiceKind;
