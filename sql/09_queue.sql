@@ -65,7 +65,7 @@ SELECT person_key, state, attempts, last_http_status, remote_id IS NOT NULL AS h
 FROM campus_sync.queue ORDER BY id;
 SELECT r->'json'->>'unique_id' AS unique_id, r->'json'->>'last_name' AS last_name,
        r->'json' ? 'apiToken' AS has_token
-FROM mock_requests() r ORDER BY (r->>'seq')::int;
+FROM mock_requests() r ORDER BY 1;
 -- exactly the stored payload, plus the token on the wire
 SELECT count(*) AS bodies_equal_to_payload
 FROM mock_requests() r JOIN campus_sync.queue_items q ON q.person_key = r->'json'->>'unique_id'
