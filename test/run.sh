@@ -18,7 +18,7 @@ if ! make -C "$CS_ROOT" -s installcheck PG_CONFIG=$PG_BIN/pg_config; then
 fi
 
 cs_log "integration suites"
-export MOCK_API MOCK_CONTROL MOCK_TLS PGHOST PGPORT PGUSER
+export MOCK_API MOCK_CONTROL MOCK_TLS PGHOST PGPORT PGUSER PG_BIN PGDATA_DIR RUN_DIR
 if ! "$SYS_PYTHON" "$CS_ROOT/test/integration/run.py"; then
   status=1
 fi
