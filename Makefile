@@ -17,6 +17,7 @@ OBJS = \
 	src/push.o \
 	src/lookup.o \
 	src/queue_store.o \
+	src/queue_claim.o \
 	src/enqueue.o \
 	src/health.o \
 	src/deliver.o

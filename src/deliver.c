@@ -41,12 +41,10 @@
 #include "deliver.h"
 #include "health.h"
 #include "http.h"
+#include "queue_store.h"
 #include "request.h"
 #include "target.h"
 
-/* results recorded per UPDATE, and how long they may wait */
-#define RESULT_BATCH 256
-#define RESULT_MAX_WAIT_MS 200
 #define PROGRESS_INTERVAL_S 5
 #define POLL_MS 100
 
@@ -63,6 +61,7 @@ typedef struct DeliverItem
 	dlist_node	node;			/* in its server's list of items in flight */
 	ServerRun  *server;
 	MemoryContext mcxt;
+	ItemPointerData tid;		/* the version this run holds locked */
 	int64		id;
 	char	   *person_key;
 	char	   *payload;
@@ -91,180 +90,90 @@ struct ServerRun
 	DeliverCounts counts;
 };
 
-/* Outcomes waiting to be written. */
-typedef struct ResultBatch
-{
-	MemoryContext mcxt;
-	int			n;
-	Datum		id[RESULT_BATCH];
-	Datum		state[RESULT_BATCH];
-	Datum		attempts[RESULT_BATCH];
-	Datum		next_at[RESULT_BATCH];
-	Datum		http_status[RESULT_BATCH];
-	bool		http_status_null[RESULT_BATCH];
-	Datum		error[RESULT_BATCH];
-	bool		error_null[RESULT_BATCH];
-	Datum		remote_id[RESULT_BATCH];
-	bool		remote_id_null[RESULT_BATCH];
-	Datum		done_at[RESULT_BATCH];
-	bool		done_at_null[RESULT_BATCH];
-	TimestampTz oldest;
-} ResultBatch;
-
 typedef struct DeliverRun
 {
-	MemoryContext mcxt;
+	MemoryContext mcxt;			/* lives as long as the run */
+	QueueStore *store;
 	List	   *servers;		/* ServerRun */
-	ResultBatch results;
 	int64		max_items;		/* 0: no limit */
 	int64		started;
 	TimestampTz deadline;
 } DeliverRun;
 
-static SPIPlanPtr claim_plan = NULL;
-static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr purge_plan = NULL;
-static SPIPlanPtr successor_plan = NULL;
 
-static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *types)
+/* The items this run holds for a server (it must not claim them again). */
+static int64 *
+held_ids(ServerRun *sr, int *n)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-static void
-prepare_plans(void)
-{
-	Oid			claim_types[5] = {NAMEOID, TIMESTAMPTZOID, INT8OID, INT4OID, INT8ARRAYOID};
-	Oid			record_types[8] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-	TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
-	Oid			purge_types[2] = {NAMEOID, TIMESTAMPTZOID};
-	Oid			successor_types[3] = {NAMEOID, TEXTOID, INT8OID};
-
-	if (claim_plan != NULL)
-		return;
-	claim_plan = prepare(
-						 "SELECT q.id, q.person_key, q.payload, q.attempts, q.enqueued_by "
-						 "FROM campus_sync.queue_items q "
-						 "WHERE q.server = $1 AND q.state IN ('pending', 'retrying') "
-						 "  AND q.next_attempt_at <= $2 AND q.id > $3 AND q.id <> ALL ($5) "
-						 "  AND NOT EXISTS (SELECT 1 FROM campus_sync.queue_items o "
-						 "                  WHERE o.server = $1 AND o.person_key = q.person_key "
-						 "                    AND o.state IN ('pending', 'retrying') AND o.id < q.id) "
-						 "ORDER BY q.id LIMIT $4 "
-						 "FOR UPDATE OF q SKIP LOCKED", 5, claim_types);
-	record_plan = prepare(
-						  "UPDATE campus_sync.queue_items q "
-						  "SET state = r.state, attempts = r.attempts, next_attempt_at = r.next_at, "
-						  "    last_http_status = r.http_status, last_error = r.error, "
-						  "    remote_id = coalesce(r.remote_id, q.remote_id), delivered_at = r.done_at "
-						  "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
-						  "     AS r(id, state, attempts, next_at, http_status, error, remote_id, done_at) "
-						  "WHERE q.id = r.id", 8, record_types);
-	purge_plan = prepare(
-						 "DELETE FROM campus_sync.queue_items "
-						 "WHERE server = $1 AND state = 'delivered' AND delivered_at < $2",
-						 2, purge_types);
-	successor_plan = prepare(
-							 "SELECT 1 FROM campus_sync.queue_items "
-							 "WHERE server = $1 AND person_key = $2 AND id > $3 "
-							 "  AND state IN ('pending', 'retrying') LIMIT 1",
-							 3, successor_types);
-}
-
-static Datum
-name_datum(const char *s)
-{
-	return DirectFunctionCall1(namein, CStringGetDatum(s));
-}
-
-static void flush_results(DeliverRun *run);
-static Datum array_of(Datum *values, bool *nulls, int n, Oid type);
-
-/*
- * The items this run holds for a server.  They are locked by this
- * transaction, so SKIP LOCKED does not skip them: the claim must.
- */
-static Datum
-held_ids(ServerRun *sr)
-{
-	int			n = list_length(sr->claimed) + sr->in_flight;
-	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
-	int			i = 0;
+	int64	   *ids = palloc(sizeof(int64) * (list_length(sr->claimed) + sr->in_flight + 1));
 	ListCell   *lc;
 	dlist_iter	iter;
 
+	*n = 0;
 	foreach(lc, sr->claimed)
-		ids[i++] = Int64GetDatum(((DeliverItem *) lfirst(lc))->id);
+		ids[(*n)++] = ((DeliverItem *) lfirst(lc))->id;
 	dlist_foreach(iter, &sr->flying)
-		ids[i++] = Int64GetDatum(dlist_container(DeliverItem, node, iter.cur)->id);
-	return array_of(ids, NULL, i, INT8OID);
+		ids[(*n)++] = dlist_container(DeliverItem, node, iter.cur)->id;
+	return ids;
+}
+
+static DeliverItem *
+new_item(DeliverRun *run, ServerRun *sr, ClaimedItem *c)
+{
+	MemoryContext cxt = AllocSetContextCreate(run->mcxt, "campus_sync item",
+											  ALLOCSET_SMALL_SIZES);
+	DeliverItem *item = MemoryContextAllocZero(cxt, sizeof(DeliverItem));
+
+	item->mcxt = cxt;
+	item->server = sr;
+	item->tid = c->tid;
+	item->id = c->id;
+	item->person_key = MemoryContextStrdup(cxt, c->person_key);
+	item->payload = c->payload ? MemoryContextStrdup(cxt, c->payload) : NULL;
+	item->enqueued_by = MemoryContextStrdup(cxt, c->enqueued_by);
+	item->attempts = c->attempts;
+	return item;
 }
 
 /*
  * Claims up to n due items of a server after its cursor (then, once, from
- * the start: items before the cursor may have become due).  Outcomes not
- * yet written are written first, or this run's own finished items would
- * look due again.
+ * the start: items before the cursor may have become due).
  */
 static int
-claim(DeliverRun *run, ServerRun *sr, int n, bool probe)
+claim(DeliverRun *run, ServerRun *sr, int n)
 {
-	Datum		args[5];
-	uint64		rows;
+	List	   *claimed = NIL;
+	ListCell   *lc;
+	MemoryContext old;
 
-	flush_results(run);
 	for (int pass = 0; pass < 2; pass++)
 	{
-		args[0] = name_datum(sr->target->server_name);
-		args[1] = TimestampTzGetDatum(GetCurrentTimestamp());
-		args[2] = Int64GetDatum(sr->cursor);
-		args[3] = Int32GetDatum(n);
-		args[4] = held_ids(sr);
-		if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not claim campus_sync queue items");
-		rows = SPI_processed;
-		if (rows > 0 || sr->cursor == 0)
+		int			nheld;
+		int64	   *held = held_ids(sr, &nheld);
+
+		claimed = queue_claim(run->store, sr->target->server_name, sr->cursor,
+							  held, nheld, n);
+		if (claimed != NIL || sr->cursor == 0)
 			break;
 		sr->cursor = 0;
-		SPI_freetuptable(SPI_tuptable);
 	}
 
-	for (uint64 i = 0; i < rows; i++)
+	old = MemoryContextSwitchTo(run->mcxt);
+	foreach(lc, claimed)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext item_cxt = AllocSetContextCreate(run->mcxt, "campus_sync item",
-													   ALLOCSET_SMALL_SIZES);
-		DeliverItem *item = MemoryContextAllocZero(item_cxt, sizeof(DeliverItem));
-		MemoryContext old = MemoryContextSwitchTo(item_cxt);
-		bool		isnull;
+		ClaimedItem *c = lfirst(lc);
 
-		item->mcxt = item_cxt;
-		item->server = sr;
-		item->probe = probe;
-		item->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		item->person_key = SPI_getvalue(tup, desc, 2);
-		item->payload = SPI_getvalue(tup, desc, 3);
-		item->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		item->enqueued_by = SPI_getvalue(tup, desc, 5);
-		MemoryContextSwitchTo(old);
-
-		sr->claimed = lappend(sr->claimed, item);
-		sr->cursor = Max(sr->cursor, item->id);
+		sr->claimed = lappend(sr->claimed, new_item(run, sr, c));
+		sr->cursor = Max(sr->cursor, c->id);
 	}
-	SPI_freetuptable(SPI_tuptable);
-	sr->exhausted = rows == 0;
-	return (int) rows;
+	MemoryContextSwitchTo(old);
+	sr->exhausted = claimed == NIL;
+	return list_length(claimed);
 }
 
 static TargetSecret *
-secret_for(ServerRun *sr, const char *role)
+secret_for(DeliverRun *run, ServerRun *sr, const char *role)
 {
 	ListCell   *lc;
 	RoleSecret *rs;
@@ -276,7 +185,7 @@ secret_for(ServerRun *sr, const char *role)
 		if (strcmp(rs->role, role) == 0)
 			return rs->secret;
 	}
-	old = MemoryContextSwitchTo(GetMemoryChunkContext(sr));
+	old = MemoryContextSwitchTo(run->mcxt);
 	rs = palloc(sizeof(RoleSecret));
 	rs->role = pstrdup(role);
 	/* a dropped role's items use the PUBLIC mapping */
@@ -284,77 +193,6 @@ secret_for(ServerRun *sr, const char *role)
 	sr->secrets = lappend(sr->secrets, rs);
 	MemoryContextSwitchTo(old);
 	return rs->secret;
-}
-
-static void
-add_result(DeliverRun *run, DeliverItem *item, const char *state, int attempts,
-		   TimestampTz next_at, const char *error, TimestampTz done_at)
-{
-	ResultBatch *b = &run->results;
-	MemoryContext old;
-	SyncJob    *job = &item->job;
-	int			i;
-
-	if (b->n == RESULT_BATCH)
-		flush_results(run);
-	old = MemoryContextSwitchTo(b->mcxt);
-	i = b->n++;
-
-	if (i == 0)
-		b->oldest = GetCurrentTimestamp();
-	b->id[i] = Int64GetDatum(item->id);
-	b->state[i] = CStringGetTextDatum(state);
-	b->attempts[i] = Int32GetDatum(attempts);
-	b->next_at[i] = TimestampTzGetDatum(next_at);
-	b->http_status[i] = Int32GetDatum(job->http_status);
-	b->http_status_null[i] = job->http_status == 0;
-	b->error[i] = error ? CStringGetTextDatum(error) : (Datum) 0;
-	b->error_null[i] = error == NULL;
-	b->remote_id[i] = job->remote_id ? CStringGetTextDatum(job->remote_id) : (Datum) 0;
-	b->remote_id_null[i] = job->remote_id == NULL;
-	b->done_at[i] = TimestampTzGetDatum(done_at);
-	b->done_at_null[i] = done_at == 0;
-	MemoryContextSwitchTo(old);
-}
-
-static Datum
-array_of(Datum *values, bool *nulls, int n, Oid type)
-{
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type,
-											  typlen, typbyval, typalign));
-}
-
-static void
-flush_results(DeliverRun *run)
-{
-	ResultBatch *b = &run->results;
-	MemoryContext old;
-	Datum		args[8];
-
-	if (b->n == 0)
-		return;
-	old = MemoryContextSwitchTo(b->mcxt);
-	args[0] = array_of(b->id, NULL, b->n, INT8OID);
-	args[1] = array_of(b->state, NULL, b->n, TEXTOID);
-	args[2] = array_of(b->attempts, NULL, b->n, INT4OID);
-	args[3] = array_of(b->next_at, NULL, b->n, TIMESTAMPTZOID);
-	args[4] = array_of(b->http_status, b->http_status_null, b->n, INT4OID);
-	args[5] = array_of(b->error, b->error_null, b->n, TEXTOID);
-	args[6] = array_of(b->remote_id, b->remote_id_null, b->n, TEXTOID);
-	args[7] = array_of(b->done_at, b->done_at_null, b->n, TIMESTAMPTZOID);
-	MemoryContextSwitchTo(old);
-
-	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record campus_sync delivery results");
-	b->n = 0;
-	MemoryContextReset(b->mcxt);
 }
 
 /* Exponential backoff with jitter, at least Retry-After, at most the cap. */
@@ -369,25 +207,58 @@ backoff_seconds(int attempts, double retry_after_s, int max_delay_s)
 	return delay;
 }
 
-/* After an item ends, may a later item of the same person be due? */
+/* What an ended job makes of its item, and the counters and health. */
 static void
-note_successor(ServerRun *sr, DeliverItem *item)
+judge(ServerRun *sr, DeliverItem *item, ItemOutcome *o)
 {
-	Datum		args[3];
+	SyncJob    *job = &item->job;
+	SyncTarget *t = sr->target;
+	TimestampTz now = GetCurrentTimestamp();
+	int			attempts = item->attempts + 1;
 
-	if (!sr->exhausted || item->person_key == NULL)
-		return;
-	args[0] = name_datum(sr->target->server_name);
-	args[1] = CStringGetTextDatum(item->person_key);
-	args[2] = Int64GetDatum(item->id);
-	if (SPI_execute_plan(successor_plan, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look for later campus_sync queue items");
-	if (SPI_processed > 0)
+	memset(o, 0, sizeof(ItemOutcome));
+	o->attempts = attempts;
+	o->next_attempt_at = now;
+	o->http_status = job->http_status;
+	o->error = job->error;
+	o->remote_id = job->remote_id;
+
+	if (job->outcome == JOB_OK)
 	{
-		sr->exhausted = false;
-		sr->cursor = Min(sr->cursor, item->id);
+		health_success(&sr->health, now);
+		o->state = "delivered";
+		o->delivered_at = now;
+		sr->counts.delivered++;
 	}
-	SPI_freetuptable(SPI_tuptable);
+	else if (job->outcome == JOB_PERMANENT)
+	{
+		(void) health_failure(&sr->health, false, job->error, -1, now, item->probe);
+		o->state = "failed";
+		sr->counts.failed++;
+	}
+	else if (health_failure(&sr->health, true, job->error, job->retry_after_s, now,
+							item->probe))
+	{
+		/* the target is down: the attempt does not count, the probe decides */
+		o->state = "retrying";
+		o->attempts = item->attempts;
+		o->error = psprintf("%s (target down; the attempt was not counted)", job->error);
+		sr->counts.retried++;
+	}
+	else if (attempts >= t->max_attempts)
+	{
+		o->state = "failed";
+		o->error = psprintf("gave up after %d attempts: %s", attempts, job->error);
+		sr->counts.failed++;
+	}
+	else
+	{
+		double		delay = backoff_seconds(attempts, job->retry_after_s, t->retry_max_delay_s);
+
+		o->state = "retrying";
+		o->next_attempt_at = now + (int64) (delay * USECS_PER_SEC);
+		sr->counts.retried++;
+	}
 }
 
 /* Records what became of an item whose job has ended, and frees it. */
@@ -395,48 +266,20 @@ static void
 complete_item(DeliverRun *run, DeliverItem *item)
 {
 	ServerRun  *sr = item->server;
-	SyncJob    *job = &item->job;
-	SyncTarget *t = sr->target;
-	TimestampTz now = GetCurrentTimestamp();
-	int			attempts = item->attempts + 1;
+	ItemOutcome outcome;
 
 	sr->in_flight--;
 	dlist_delete(&item->node);
-	if (job->outcome == JOB_OK)
-	{
-		health_success(&sr->health, now);
-		add_result(run, item, "delivered", attempts, now, NULL, now);
-		sr->counts.delivered++;
-	}
-	else if (job->outcome == JOB_PERMANENT)
-	{
-		(void) health_failure(&sr->health, false, job->error, -1, now, item->probe);
-		add_result(run, item, "failed", attempts, now, job->error, 0);
-		sr->counts.failed++;
-	}
-	else if (health_failure(&sr->health, true, job->error, job->retry_after_s, now,
-							item->probe))
-	{
-		/* the target is down: the attempt does not count, the probe decides */
-		add_result(run, item, "retrying", item->attempts, now,
-				   psprintf("%s (target down; the attempt was not counted)", job->error), 0);
-		sr->counts.retried++;
-	}
-	else if (attempts >= t->max_attempts)
-	{
-		add_result(run, item, "failed", attempts, now,
-				   psprintf("gave up after %d attempts: %s", attempts, job->error), 0);
-		sr->counts.failed++;
-	}
-	else
-	{
-		double		delay = backoff_seconds(attempts, job->retry_after_s, t->retry_max_delay_s);
+	judge(sr, item, &outcome);
+	queue_record(run->store, &item->tid, &outcome);
 
-		add_result(run, item, "retrying", attempts,
-				   now + (int64) (delay * USECS_PER_SEC), job->error, 0);
-		sr->counts.retried++;
+	/* a later item of this person may be due now that this one is done */
+	if (sr->exhausted &&
+		queue_has_successor(run->store, sr->target->server_name, item->person_key, item->id))
+	{
+		sr->exhausted = false;
+		sr->cursor = Min(sr->cursor, item->id);
 	}
-	note_successor(sr, item);
 	MemoryContextDelete(item->mcxt);
 }
 
@@ -444,7 +287,7 @@ static void
 start_item(DeliverRun *run, DeliverItem *item)
 {
 	ServerRun  *sr = item->server;
-	TargetSecret *secret = secret_for(sr, item->enqueued_by);
+	TargetSecret *secret = secret_for(run, sr, item->enqueued_by);
 	MemoryContext old = MemoryContextSwitchTo(item->mcxt);
 
 	run->started++;
@@ -472,6 +315,17 @@ stopping(DeliverRun *run)
 		(run->max_items > 0 && run->started >= run->max_items);
 }
 
+static DeliverItem *
+next_claimed(DeliverRun *run, ServerRun *sr)
+{
+	DeliverItem *item = linitial(sr->claimed);
+	MemoryContext old = MemoryContextSwitchTo(run->mcxt);
+
+	sr->claimed = list_delete_first(sr->claimed);
+	MemoryContextSwitchTo(old);
+	return item;
+}
+
 /*
  * Starts items of a server while it has room; claims more when needed.
  * A server that is down gets one probe when one is due.
@@ -479,42 +333,37 @@ stopping(DeliverRun *run)
 static void
 fill(DeliverRun *run, ServerRun *sr)
 {
-	int			room;
-
 	if (!sr->health.up)
 	{
+		DeliverItem *probe;
+
 		if (sr->in_flight > 0 || sr->exhausted ||
 			!health_probe_due(&sr->health, GetCurrentTimestamp()))
 			return;
-		if (sr->claimed == NIL && claim(run, sr, 1, true) == 0)
+		if (sr->claimed == NIL && claim(run, sr, 1) == 0)
 			return;				/* nothing to probe with */
-		((DeliverItem *) linitial(sr->claimed))->probe = true;
-		room = 1;
+		probe = next_claimed(run, sr);
+		probe->probe = true;
+		start_item(run, probe);
+		return;
 	}
-	else
-		room = sr->target->concurrency - sr->in_flight;
 
-	while (room > 0 && !stopping(run))
+	while (sr->in_flight < sr->target->concurrency && !stopping(run))
 	{
-		DeliverItem *item;
-
 		if (sr->claimed == NIL)
 		{
-			int			want = Min(2 * sr->target->concurrency, RESULT_BATCH);
+			int64		want = 2 * sr->target->concurrency;
 
 			if (sr->exhausted)
 				return;
 			if (run->max_items > 0)
-				want = (int) Min(want, run->max_items - run->started);
-			if (claim(run, sr, want, false) == 0)
+				want = Min(want, run->max_items - run->started);
+			if (claim(run, sr, (int) want) == 0)
 				return;
 		}
-		item = linitial(sr->claimed);
-		sr->claimed = list_delete_first(sr->claimed);
-		start_item(run, item);
-		room--;
+		start_item(run, next_claimed(run, sr));
 		if (!sr->health.up)
-			return;				/* the probe is out */
+			return;				/* it just went down */
 	}
 }
 
@@ -557,16 +406,15 @@ run_loop(DeliverRun *run, bool report)
 	TimestampTz next_report = started_at + PROGRESS_INTERVAL_S * USECS_PER_SEC;
 	MemoryContext loop_cxt = AllocSetContextCreate(run->mcxt, "campus_sync deliver loop",
 												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(loop_cxt);
 
 	for (;;)
 	{
 		ListCell   *lc;
 		HttpTransfer *t;
 		bool		busy = false;
-		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
-		old = MemoryContextSwitchTo(loop_cxt);
 		foreach(lc, run->servers)
 		{
 			ServerRun  *sr = lfirst(lc);
@@ -577,10 +425,7 @@ run_loop(DeliverRun *run, bool report)
 				busy = true;
 		}
 		if (!busy)
-		{
-			MemoryContextSwitchTo(old);
 			break;
-		}
 
 		http_wait(POLL_MS);
 		while ((t = http_next_done()) != NULL)
@@ -594,18 +439,15 @@ run_loop(DeliverRun *run, bool report)
 				complete_item(run, item);
 		}
 
-		if (run->results.n > 0 &&
-			GetCurrentTimestamp() - run->results.oldest >= RESULT_MAX_WAIT_MS * 1000)
-			flush_results(run);
 		if (report && GetCurrentTimestamp() >= next_report)
 		{
 			report_progress(run, started_at);
 			next_report += PROGRESS_INTERVAL_S * USECS_PER_SEC;
 		}
-		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);
 	}
-	flush_results(run);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(loop_cxt);
 }
 
 /* Holds the deliverer lock until the transaction ends. */
@@ -623,8 +465,19 @@ static void
 purge_delivered(ServerRun *sr)
 {
 	Datum		args[2];
+	Oid			types[2] = {NAMEOID, TIMESTAMPTZOID};
 
-	args[0] = name_datum(sr->target->server_name);
+	if (purge_plan == NULL)
+	{
+		purge_plan = SPI_prepare("DELETE FROM campus_sync.queue_items "
+								 "WHERE server = $1 AND state = 'delivered' AND delivered_at < $2",
+								 2, types);
+		if (purge_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(purge_plan);
+	}
+
+	args[0] = DirectFunctionCall1(namein, CStringGetDatum(sr->target->server_name));
 	args[1] = TimestampTzGetDatum(GetCurrentTimestamp() -
 								  (int64) campus_sync_keep_delivered * USECS_PER_SEC);
 	if (SPI_execute_plan(purge_plan, args, NULL, false, 0) != SPI_OK_DELETE)
@@ -647,13 +500,11 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 
 	run->mcxt = AllocSetContextCreate(CurrentMemoryContext, "campus_sync deliver",
 									  ALLOCSET_DEFAULT_SIZES);
-	run->results.mcxt = AllocSetContextCreate(run->mcxt, "campus_sync results",
-											  ALLOCSET_DEFAULT_SIZES);
 	run->max_items = max_items;
 	run->deadline = GetCurrentTimestamp() + (int64) (max_seconds * USECS_PER_SEC);
 
 	take_deliverer_lock();
-	prepare_plans();
+	run->store = queue_store_open();
 	foreach(lc, server_oids)
 	{
 		ServerRun  *sr = MemoryContextAllocZero(run->mcxt, sizeof(ServerRun));
@@ -673,10 +524,12 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 	}
 	PG_CATCH();
 	{
+		/* relations and memory go with the transaction; transfers are ours */
 		http_free_all();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	queue_store_close(run->store);
 
 	foreach(lc, run->servers)
 	{

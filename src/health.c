@@ -16,6 +16,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "health.h"
 
@@ -62,6 +63,7 @@ health_load(const char *server, TargetHealth *h)
 	Datum		d;
 
 	health_defaults(h);
+	h->mcxt = CurrentMemoryContext;
 	if (load_plan == NULL)
 		load_plan = prepare("SELECT up, failures, down_since, next_probe_at, probe_interval_s, "
 							"last_success_at, last_error, last_error_at "
@@ -84,6 +86,8 @@ health_load(const char *server, TargetHealth *h)
 		h->probe_interval_s = DatumGetFloat8(d);
 	h->last_success_at = timestamp_col(tup, desc, 6);
 	h->last_error = SPI_getvalue(tup, desc, 7);
+	if (h->last_error)
+		h->last_error = MemoryContextStrdup(h->mcxt, h->last_error);
 	h->last_error_at = timestamp_col(tup, desc, 8);
 }
 
@@ -179,7 +183,7 @@ health_failure(TargetHealth *h, bool temporary, const char *error,
 {
 	double		wait_s;
 
-	h->last_error = pstrdup(error);
+	h->last_error = MemoryContextStrdup(h->mcxt, error);
 	h->last_error_at = now;
 	h->changed = true;
 	if (!temporary)

@@ -32,6 +32,7 @@ typedef struct TargetHealth
 	char	   *last_error;
 	TimestampTz last_error_at;
 	bool		changed;		/* to be saved */
+	MemoryContext mcxt;			/* where last_error lives */
 } TargetHealth;
 
 extern void health_load(const char *server, TargetHealth *health);

@@ -37,41 +37,10 @@
 
 #include "queue_store.h"
 
-/* Columns of campus_sync.queue_items, looked up by name. */
-typedef enum QueueColumn
-{
-	COL_ID,
-	COL_SERVER,
-	COL_PERSON_KEY,
-	COL_STATE,
-	COL_PAYLOAD,
-	COL_ENQUEUED_BY,
-	COL_ATTEMPTS,
-	COL_NEXT_ATTEMPT_AT,
-	COL_LAST_HTTP_STATUS,
-	COL_LAST_ERROR,
-	COL_REMOTE_ID,
-	COL_ENQUEUED_AT,
-	COL_DELIVERED_AT,
-	N_QUEUE_COLUMNS
-} QueueColumn;
-
 static const char *const queue_column_names[N_QUEUE_COLUMNS] = {
 	"id", "server", "person_key", "state", "payload", "enqueued_by", "attempts",
 	"next_attempt_at", "last_http_status", "last_error", "remote_id",
 	"enqueued_at", "delivered_at"
-};
-
-struct QueueStore
-{
-	Relation	rel;
-	Relation	key_index;		/* queue_items_key (server, person_key, id) */
-	Oid			seq_oid;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	TupleTableSlot *found;		/* a tuple of the key index scan */
-	TupleTableSlot *row;		/* the tuple to insert or update */
-	AttrNumber	attnum[N_QUEUE_COLUMNS];
 };
 
 /* How often a changing candidate is looked up again before giving up. */
@@ -100,6 +69,7 @@ queue_store_open(void)
 
 	store->rel = table_open(queue_relation_oid("queue_items"), RowExclusiveLock);
 	store->key_index = index_open(queue_relation_oid("queue_items_key"), RowExclusiveLock);
+	store->due_index = index_open(queue_relation_oid("queue_items_due"), RowExclusiveLock);
 	store->seq_oid = queue_relation_oid("queue_items_id_seq");
 
 	desc = RelationGetDescr(store->rel);
@@ -131,6 +101,7 @@ queue_store_open(void)
 	ExecOpenIndices(store->rri, false);
 
 	store->found = table_slot_create(store->rel, &store->estate->es_tupleTable);
+	store->probe = table_slot_create(store->rel, &store->estate->es_tupleTable);
 	store->row = table_slot_create(store->rel, &store->estate->es_tupleTable);
 	return store;
 }
@@ -142,17 +113,12 @@ queue_store_close(QueueStore *store)
 	ExecResetTupleTable(store->estate->es_tupleTable, false);
 	FreeExecutorState(store->estate);
 	index_close(store->key_index, NoLock);
+	index_close(store->due_index, NoLock);
 	table_close(store->rel, NoLock);
 	pfree(store);
 }
 
-#define ROW_SET(store, col, datum) \
-	((store)->row->tts_values[(store)->attnum[col] - 1] = (datum), \
-	 (store)->row->tts_isnull[(store)->attnum[col] - 1] = false)
-#define ROW_SET_NULL(store, col) \
-	((store)->row->tts_isnull[(store)->attnum[col] - 1] = true)
-
-static void
+void
 text_or_null(QueueStore *store, QueueColumn col, const char *s)
 {
 	if (s == NULL)
@@ -161,7 +127,7 @@ text_or_null(QueueStore *store, QueueColumn col, const char *s)
 		ROW_SET(store, col, CStringGetTextDatum(s));
 }
 
-static Datum
+Datum
 name_datum(const char *s)
 {
 	Name		n = palloc0(NAMEDATALEN);
@@ -170,13 +136,57 @@ name_datum(const char *s)
 	return NameGetDatum(n);
 }
 
-static char *
+char *
 found_text(QueueStore *store, QueueColumn col)
 {
 	bool		isnull;
 	Datum		d = slot_getattr(store->found, store->attnum[col], &isnull);
 
 	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+int64
+found_int64(QueueStore *store, QueueColumn col)
+{
+	bool		isnull;
+
+	return DatumGetInt64(slot_getattr(store->found, store->attnum[col], &isnull));
+}
+
+/* Starts the row to write from the tuple read. */
+void
+copy_found_to_row(QueueStore *store)
+{
+	TupleTableSlot *row = store->row;
+	int			natts = row->tts_tupleDescriptor->natts;
+
+	slot_getallattrs(store->found);
+	ExecClearTuple(row);
+	memcpy(row->tts_values, store->found->tts_values, sizeof(Datum) * natts);
+	memcpy(row->tts_isnull, store->found->tts_isnull, sizeof(bool) * natts);
+}
+
+/* Writes the row over the tuple at tid, which this transaction has locked. */
+void
+update_row(QueueStore *store, ItemPointer tid)
+{
+	bool		update_indexes;
+
+	ExecStoreVirtualTuple(store->row);
+	ExecConstraints(store->rri, store->row, store->estate);
+	simple_table_tuple_update(store->rel, tid, store->row, store->estate->es_snapshot,
+							  &update_indexes);
+	if (update_indexes)
+		ExecInsertIndexTuples(store->rri, store->row, store->estate, true, false, NULL, NIL);
+}
+
+/* Scan keys of the key index for one person: (server, person_key). */
+void
+person_scan_keys(ScanKey keys, const char *server, const char *key)
+{
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_NAMEEQ, name_datum(server));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
 }
 
 /* The state the payload puts the item in: pending, or invalid. */
@@ -204,16 +214,13 @@ find_candidate(QueueStore *store, const char *server, const char *key,
 
 	ItemPointerSetInvalid(tid);
 	InitDirtySnapshot(dirty);
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_NAMEEQ, name_datum(server));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
+	person_scan_keys(keys, server, key);
 
 	scan = index_beginscan(store->rel, store->key_index, &dirty, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, store->found))
 	{
 		char	   *found_state = found_text(store, COL_STATE);
-		bool		isnull;
 		int64		id;
 
 		/* written by a transaction still in progress (not ours) */
@@ -229,7 +236,7 @@ find_candidate(QueueStore *store, const char *server, const char *key,
 		if (TransactionIdIsValid(dirty.xmax))
 			continue;			/* being changed by someone else */
 
-		id = DatumGetInt64(slot_getattr(store->found, store->attnum[COL_ID], &isnull));
+		id = found_int64(store, COL_ID);
 		if (id > best_id)
 		{
 			best_id = id;
@@ -251,15 +258,9 @@ find_candidate(QueueStore *store, const char *server, const char *key,
 static int64
 replace_item(QueueStore *store, Payload *payload, Datum enqueued_by)
 {
-	bool		update_indexes;
-	bool		isnull;
-	TupleTableSlot *row = store->row;
+	ItemPointerData tid = store->found->tts_tid;
 
-	slot_getallattrs(store->found);
-	ExecClearTuple(row);
-	memcpy(row->tts_values, store->found->tts_values, sizeof(Datum) * row->tts_tupleDescriptor->natts);
-	memcpy(row->tts_isnull, store->found->tts_isnull, sizeof(bool) * row->tts_tupleDescriptor->natts);
-
+	copy_found_to_row(store);
 	ROW_SET(store, COL_STATE, CStringGetTextDatum(payload_state(payload)));
 	text_or_null(store, COL_PAYLOAD, payload->body);
 	ROW_SET(store, COL_ENQUEUED_BY, enqueued_by);
@@ -271,14 +272,8 @@ replace_item(QueueStore *store, Payload *payload, Datum enqueued_by)
 	}
 	else
 		text_or_null(store, COL_LAST_ERROR, payload_error_text(payload->error));
-	ExecStoreVirtualTuple(row);
-
-	ExecConstraints(store->rri, row, store->estate);
-	simple_table_tuple_update(store->rel, &store->found->tts_tid, row,
-							  store->estate->es_snapshot, &update_indexes);
-	if (update_indexes)
-		ExecInsertIndexTuples(store->rri, row, store->estate, true, false, NULL, NIL);
-	return DatumGetInt64(slot_getattr(store->found, store->attnum[COL_ID], &isnull));
+	update_row(store, &tid);
+	return found_int64(store, COL_ID);
 }
 
 static int64

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * queue_store.h
- *	  Putting a person on the queue (campus_sync.queue_items) inside the
- *	  caller's transaction, coalescing with the person's waiting item.
+ *	  Direct access to campus_sync.queue_items (no SPI, no planner): the
+ *	  enqueue side (queue_store.c) and the deliverer side (queue_claim.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -11,14 +11,94 @@
 
 #include "postgres.h"
 
+#include "access/skey.h"
+#include "executor/executor.h"
+#include "utils/timestamp.h"
+#include "utils/rel.h"
+
 #include "payload.h"
 
-typedef struct QueueStore QueueStore;
+/* Columns of campus_sync.queue_items, looked up by name. */
+typedef enum QueueColumn
+{
+	COL_ID,
+	COL_SERVER,
+	COL_PERSON_KEY,
+	COL_STATE,
+	COL_PAYLOAD,
+	COL_ENQUEUED_BY,
+	COL_ATTEMPTS,
+	COL_NEXT_ATTEMPT_AT,
+	COL_LAST_HTTP_STATUS,
+	COL_LAST_ERROR,
+	COL_REMOTE_ID,
+	COL_ENQUEUED_AT,
+	COL_DELIVERED_AT,
+	N_QUEUE_COLUMNS
+} QueueColumn;
 
+/* The queue table, its indexes and an executor state to change it. */
+typedef struct QueueStore
+{
+	Relation	rel;
+	Relation	key_index;		/* queue_items_key (server, person_key, id) */
+	Relation	due_index;		/* queue_items_due (server, id) */
+	Oid			seq_oid;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *found;		/* a tuple read from the table */
+	TupleTableSlot *probe;		/* another one, read while found is in use */
+	TupleTableSlot *row;		/* the tuple to insert or update */
+	AttrNumber	attnum[N_QUEUE_COLUMNS];
+} QueueStore;
+
+#define ROW_SET(store, col, datum) \
+	((store)->row->tts_values[(store)->attnum[col] - 1] = (datum), \
+	 (store)->row->tts_isnull[(store)->attnum[col] - 1] = false)
+#define ROW_SET_NULL(store, col) \
+	((store)->row->tts_isnull[(store)->attnum[col] - 1] = true)
+
+/* queue_store.c */
 extern QueueStore *queue_store_open(void);
 extern int64 queue_store_put(QueueStore *store, const char *server,
 							 Payload *payload);
 extern void queue_store_close(QueueStore *store);
 extern Oid	queue_relation_oid(const char *relname);
+extern void text_or_null(QueueStore *store, QueueColumn col, const char *s);
+extern Datum name_datum(const char *s);
+extern char *found_text(QueueStore *store, QueueColumn col);
+extern int64 found_int64(QueueStore *store, QueueColumn col);
+extern void copy_found_to_row(QueueStore *store);
+extern void update_row(QueueStore *store, ItemPointer tid);
+extern void person_scan_keys(ScanKey keys, const char *server, const char *key);
+
+/* queue_claim.c: the deliverer's side */
+typedef struct ClaimedItem
+{
+	ItemPointerData tid;		/* the locked version */
+	int64		id;
+	char	   *person_key;
+	char	   *payload;
+	char	   *enqueued_by;
+	int			attempts;
+} ClaimedItem;
+
+/* What became of an attempt, to be written to the item. */
+typedef struct ItemOutcome
+{
+	const char *state;
+	int			attempts;
+	TimestampTz next_attempt_at;
+	int			http_status;	/* 0: none */
+	const char *error;
+	const char *remote_id;		/* NULL: keep the item's */
+	TimestampTz delivered_at;	/* 0: none */
+} ItemOutcome;
+
+extern List *queue_claim(QueueStore *store, const char *server, int64 after_id,
+						 int64 *held, int nheld, int limit);
+extern void queue_record(QueueStore *store, ItemPointer tid, ItemOutcome *outcome);
+extern bool queue_has_successor(QueueStore *store, const char *server,
+								const char *key, int64 id);
 
 #endif							/* CAMPUS_SYNC_QUEUE_STORE_H */
