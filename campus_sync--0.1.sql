@@ -88,13 +88,13 @@ LANGUAGE C VOLATILE;
 CREATE SEQUENCE campus_sync.queue_items_id_seq;
 
 CREATE TABLE campus_sync.queue_items (
-  id               bigint NOT NULL DEFAULT nextval('campus_sync.queue_items_id_seq') PRIMARY KEY,
-  server           name NOT NULL,
+  id               bigint NOT NULL DEFAULT nextval('campus_sync.queue_items_id_seq'),
+  server           text COLLATE "C" NOT NULL,  -- the foreign server's name
   person_key       text COLLATE "C",
   state            text NOT NULL
                    CHECK (state IN ('pending', 'retrying', 'delivered', 'failed', 'invalid')),
   payload          text,            -- the body without secrets; NULL for invalid items
-  enqueued_by      name NOT NULL,   -- the role whose user mapping applies
+  enqueued_by      text NOT NULL,   -- the role whose user mapping applies
   attempts         integer NOT NULL DEFAULT 0,
   next_attempt_at  timestamptz NOT NULL DEFAULT now(),
   last_http_status integer,
@@ -106,11 +106,16 @@ CREATE TABLE campus_sync.queue_items (
 
 ALTER SEQUENCE campus_sync.queue_items_id_seq OWNED BY campus_sync.queue_items.id;
 
--- waiting items in order, for the delivery engine's claims
-CREATE INDEX queue_items_due ON campus_sync.queue_items (server, id)
-  WHERE state IN ('pending', 'retrying');
--- a person's waiting items, for coalescing and per-person order
-CREATE INDEX queue_items_key ON campus_sync.queue_items (server, person_key, id)
+-- Ids come from the sequence, in insertion order: a BRIN index finds them
+-- at almost no cost to each insert (a btree primary key cost a tenth of a
+-- sync trigger).  Without a key, logical replication of the table (a FOR
+-- ALL TABLES publication) needs the whole old row to identify it.
+CREATE INDEX queue_items_id ON campus_sync.queue_items USING brin (id);
+ALTER TABLE campus_sync.queue_items REPLICA IDENTITY FULL;
+
+-- a person's waiting items, for the engine's claims (coalescing, per-person
+-- order).  One narrow column: every sync trigger inserts into it.
+CREATE INDEX queue_items_key ON campus_sync.queue_items (person_key)
   WHERE state IN ('pending', 'retrying', 'invalid');
 -- delivered items by age, for purge() and the status view
 CREATE INDEX queue_items_delivered ON campus_sync.queue_items (server, delivered_at)
@@ -126,7 +131,7 @@ SELECT pg_catalog.pg_extension_config_dump('campus_sync.queue_items_id_seq', '')
 -- What the delivery engine knows of each target's health, shared between
 -- sessions: a target is down after consecutive transport errors or 5xx.
 CREATE TABLE campus_sync.target_health (
-  server           name PRIMARY KEY,
+  server           text COLLATE "C" PRIMARY KEY,
   up               boolean NOT NULL DEFAULT true,
   failures         integer NOT NULL DEFAULT 0,  -- consecutive temporary failures
   down_since       timestamptz,
@@ -210,7 +215,7 @@ AS $$
   WITH requeued AS (
     UPDATE campus_sync.queue_items q
     SET state = 'pending', attempts = 0, next_attempt_at = now()
-    WHERE q.state = 'failed' AND (retry_failed.server IS NULL OR q.server = retry_failed.server)
+    WHERE q.state = 'failed' AND (retry_failed.server IS NULL OR q.server = retry_failed.server::text)
       AND NOT EXISTS (SELECT 1 FROM campus_sync.queue_items n
                       WHERE n.server = q.server AND n.person_key = q.person_key
                         AND n.id > q.id AND n.state <> 'invalid')
@@ -230,7 +235,7 @@ AS $$
     WHERE (q.state = 'delivered' AND q.delivered_at < now() - purge.older_than)
        OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_server s
                       JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-                      WHERE s.srvname = q.server AND w.fdwname = 'campus_sync')
+                      WHERE s.srvname::text = q.server AND w.fdwname = 'campus_sync')
     RETURNING 1)
   SELECT count(*) FROM gone
 $$;
@@ -283,7 +288,7 @@ SELECT s.srvname AS server,
        h.last_error
 FROM pg_catalog.pg_foreign_server s
 JOIN pg_catalog.pg_foreign_data_wrapper f ON f.oid = s.srvfdw AND f.fdwname = 'campus_sync'
-LEFT JOIN campus_sync.target_health h ON h.server = s.srvname
+LEFT JOIN campus_sync.target_health h ON h.server = s.srvname::text
 LEFT JOIN LATERAL (
   SELECT count(*) FILTER (WHERE x.state = 'pending' AND NOT x.busy) AS pending,
          count(*) FILTER (WHERE x.busy) AS in_flight,
@@ -292,18 +297,18 @@ LEFT JOIN LATERAL (
   FROM (SELECT q.state, q.enqueued_at,
                q.xmax IN (SELECT campus_sync.deliverer_xids()) AS busy
         FROM campus_sync.queue_items q
-        WHERE q.server = s.srvname AND q.state IN ('pending', 'retrying')) x
+        WHERE q.server = s.srvname::text AND q.state IN ('pending', 'retrying')) x
 ) w ON true
 LEFT JOIN LATERAL (
   SELECT count(*) FILTER (WHERE q.state = 'failed') AS failed,
          count(*) FILTER (WHERE q.state = 'invalid') AS invalid
   FROM campus_sync.queue_items q
-  WHERE q.server = s.srvname AND q.state IN ('failed', 'invalid')
+  WHERE q.server = s.srvname::text AND q.state IN ('failed', 'invalid')
 ) a ON true
 LEFT JOIN LATERAL (
   SELECT count(*) AS delivered_last_hour
   FROM campus_sync.queue_items q
-  WHERE q.server = s.srvname AND q.state = 'delivered'
+  WHERE q.server = s.srvname::text AND q.state = 'delivered'
     AND q.delivered_at > now() - interval '1 hour'
 ) d ON true;
 

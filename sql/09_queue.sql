@@ -27,23 +27,25 @@ UPDATE people SET first_name = first_name WHERE unique_id = 'Q1';
 UPDATE people SET banner_note = 'not an API field' WHERE unique_id = 'Q1';
 SELECT count(*) AS items FROM campus_sync.queue_items;
 
--- A newer state replaces the waiting one (coalescing): 20 updates, one item.
+-- 20 more updates queue 21 more states of the person; delivery sends only
+-- the newest (coalescing) and removes the ones it supersedes (below).
 DO $$ BEGIN
   FOR i IN 1..20 LOOP
     UPDATE people SET last_name = 'Lee-' || i WHERE unique_id = 'Q1';
   END LOOP;
 END $$;
 UPDATE people SET last_name = 'Lee-21' WHERE unique_id = 'Q1';
-SELECT id, person_key, state, payload FROM campus_sync.queue_items ORDER BY id;
+SELECT count(*) AS items, max(payload::jsonb ->> 'last_name') FILTER (WHERE id = (SELECT max(id) FROM campus_sync.queue_items)) AS newest
+FROM campus_sync.queue_items WHERE person_key = 'Q1';
 
 -- An invalid row does not block the write: kept as an invalid item, with a WARNING.
 INSERT INTO people VALUES ('Q3', repeat('x', 60), 'Long', 'q3@campus.edu', NULL, NULL);
 SELECT unique_id FROM people WHERE unique_id = 'Q3';
 SELECT id, person_key, state, payload, last_error FROM campus_sync.queue_items WHERE state = 'invalid';
--- fixing the row turns that item into a good one
+-- fixing the row queues a good item, which supersedes the invalid one
 UPDATE people SET first_name = 'Quinn' WHERE unique_id = 'Q3';
-SELECT id, person_key, state, payload IS NOT NULL AS has_payload, last_error
-FROM campus_sync.queue_items WHERE person_key = 'Q3';
+SELECT id, person_key, state, payload IS NOT NULL AS has_payload
+FROM campus_sync.queue_items WHERE person_key = 'Q3' ORDER BY id;
 -- a row with no key at all
 INSERT INTO people VALUES ('Q4', 'Ok', 'Fine', 'not-an-email', NULL, NULL);
 SELECT person_key, state, last_error FROM campus_sync.queue_items WHERE person_key = 'Q4';
@@ -58,7 +60,8 @@ SELECT server, up, pending, in_flight, retrying, failed, invalid, delivered_last
        oldest_pending_age IS NOT NULL AS has_oldest, last_success_at IS NOT NULL AS ever_delivered
 FROM campus_sync.status WHERE server = 'opscom';
 
--- deliver(): sends the due items, records the outcomes.
+-- deliver(): sends each person's newest item, records the outcome, and
+-- removes the items it superseded (Q1's 21 older states, Q3's invalid one).
 SELECT * FROM campus_sync.deliver('opscom');
 SELECT person_key, state, attempts, last_http_status, remote_id IS NOT NULL AS has_remote_id,
        delivered_at IS NOT NULL AS has_delivered_at, last_error
@@ -126,13 +129,17 @@ SELECT state, attempts, last_http_status, last_error,
 FROM campus_sync.queue WHERE person_key = 'Q1' ORDER BY id DESC LIMIT 1;
 SELECT * FROM campus_sync.deliver('opscom');          -- not due yet: nothing sent
 SELECT count(*) AS requests FROM mock_requests();
--- a newer state of the person replaces the waiting payload, keeping its schedule
+-- a newer state of the person waits for the same schedule, then replaces the old one
 UPDATE people SET first_name = 'Ann7' WHERE unique_id = 'Q1';
-SELECT state, attempts, payload::jsonb ->> 'first_name' AS first_name, next_attempt_at > now() AS still_scheduled
-FROM campus_sync.queue_items WHERE person_key = 'Q1' ORDER BY id DESC LIMIT 1;
-UPDATE campus_sync.queue_items SET next_attempt_at = now() - interval '1 s' WHERE person_key = 'Q1' AND state = 'pending';
+SELECT * FROM campus_sync.deliver('opscom');          -- still held back: nothing sent
+SELECT state, attempts, payload::jsonb ->> 'first_name' AS first_name
+FROM campus_sync.queue_items WHERE person_key = 'Q1' AND state IN ('pending', 'retrying') ORDER BY id;
+UPDATE campus_sync.queue_items SET next_attempt_at = now() - interval '1 s' WHERE person_key = 'Q1' AND state = 'retrying';
 SELECT * FROM campus_sync.deliver('opscom');
-SELECT state, attempts, last_http_status FROM campus_sync.queue WHERE person_key = 'Q1' ORDER BY id DESC LIMIT 1;
+SELECT state, attempts, last_http_status, payload::jsonb ->> 'first_name' AS first_name
+FROM campus_sync.queue_items WHERE person_key = 'Q1' AND id > (SELECT max(id) FROM campus_sync.queue_items WHERE person_key = 'Q1' AND state = 'failed')
+ORDER BY id;
+SELECT count(*) AS requests, max(r->'json'->>'first_name') FILTER (WHERE (r->>'seq')::int = 2) AS second_sent FROM mock_requests() r;
 -- max_attempts, then failed
 ALTER SERVER opscom OPTIONS (ADD max_attempts '2');
 SELECT mock('behave?path_prefix=/api/OC_TOMA&status=500&count=2');

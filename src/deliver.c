@@ -68,6 +68,10 @@ typedef struct DeliverItem
 	char	   *enqueued_by;
 	int			attempts;
 	bool		probe;
+	/* the person's older items this one supersedes, removed when it ends */
+	int			nsuperseded;
+	ItemPointerData *superseded_tids;
+	int64	   *superseded_ids;
 } DeliverItem;
 
 /* A role's secret for a server, looked up once per run. */
@@ -84,7 +88,7 @@ struct ServerRun
 	List	   *claimed;		/* DeliverItem, claimed and not started */
 	dlist_head	flying;			/* DeliverItem, started and not ended */
 	int			in_flight;
-	int64		cursor;			/* claims continue after this id */
+	ClaimCursor cursor;			/* where claims go on */
 	bool		exhausted;		/* nothing due at the last claim */
 	List	   *secrets;		/* RoleSecret */
 	DeliverCounts counts;
@@ -102,19 +106,33 @@ typedef struct DeliverRun
 
 static SPIPlanPtr purge_plan = NULL;
 
+static void
+add_held(int64 **ids, int *n, int *size, DeliverItem *item)
+{
+	if (*n + 1 + item->nsuperseded > *size)
+	{
+		*size = (*n + 1 + item->nsuperseded) * 2;
+		*ids = repalloc(*ids, sizeof(int64) * *size);
+	}
+	(*ids)[(*n)++] = item->id;
+	for (int i = 0; i < item->nsuperseded; i++)
+		(*ids)[(*n)++] = item->superseded_ids[i];
+}
+
 /* The items this run holds for a server (it must not claim them again). */
 static int64 *
 held_ids(ServerRun *sr, int *n)
 {
-	int64	   *ids = palloc(sizeof(int64) * (list_length(sr->claimed) + sr->in_flight + 1));
+	int			size = 64;
+	int64	   *ids = palloc(sizeof(int64) * size);
 	ListCell   *lc;
 	dlist_iter	iter;
 
 	*n = 0;
 	foreach(lc, sr->claimed)
-		ids[(*n)++] = ((DeliverItem *) lfirst(lc))->id;
+		add_held(&ids, n, &size, lfirst(lc));
 	dlist_foreach(iter, &sr->flying)
-		ids[(*n)++] = dlist_container(DeliverItem, node, iter.cur)->id;
+		add_held(&ids, n, &size, dlist_container(DeliverItem, node, iter.cur));
 	return ids;
 }
 
@@ -133,12 +151,20 @@ new_item(DeliverRun *run, ServerRun *sr, ClaimedItem *c)
 	item->payload = c->payload ? MemoryContextStrdup(cxt, c->payload) : NULL;
 	item->enqueued_by = MemoryContextStrdup(cxt, c->enqueued_by);
 	item->attempts = c->attempts;
+	item->nsuperseded = c->nsuperseded;
+	item->superseded_tids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * Max(1, c->nsuperseded));
+	item->superseded_ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(1, c->nsuperseded));
+	for (int i = 0; i < c->nsuperseded; i++)
+	{
+		item->superseded_tids[i] = c->superseded_tids[i];
+		item->superseded_ids[i] = c->superseded_ids[i];
+	}
 	return item;
 }
 
 /*
- * Claims up to n due items of a server after its cursor (then, once, from
- * the start: items before the cursor may have become due).
+ * Claims up to n due items of a server from its cursor on (then, once,
+ * from the start: people before the cursor may have become due).
  */
 static int
 claim(DeliverRun *run, ServerRun *sr, int n)
@@ -152,21 +178,18 @@ claim(DeliverRun *run, ServerRun *sr, int n)
 		int			nheld;
 		int64	   *held = held_ids(sr, &nheld);
 
-		claimed = queue_claim(run->store, sr->target->server_name, sr->cursor,
+		claimed = queue_claim(run->store, sr->target->server_name, &sr->cursor,
 							  held, nheld, n);
-		if (claimed != NIL || sr->cursor == 0)
+		if (claimed != NIL || sr->cursor.person_key == NULL)
 			break;
-		sr->cursor = 0;
+		sr->cursor.person_key = NULL;
 	}
 
 	old = MemoryContextSwitchTo(run->mcxt);
+	if (sr->cursor.person_key)
+		sr->cursor.person_key = pstrdup(sr->cursor.person_key);
 	foreach(lc, claimed)
-	{
-		ClaimedItem *c = lfirst(lc);
-
-		sr->claimed = lappend(sr->claimed, new_item(run, sr, c));
-		sr->cursor = Max(sr->cursor, c->id);
-	}
+		sr->claimed = lappend(sr->claimed, new_item(run, sr, lfirst(lc)));
 	MemoryContextSwitchTo(old);
 	sr->exhausted = claimed == NIL;
 	return list_length(claimed);
@@ -272,13 +295,17 @@ complete_item(DeliverRun *run, DeliverItem *item)
 	dlist_delete(&item->node);
 	judge(sr, item, &outcome);
 	queue_record(run->store, &item->tid, &outcome);
+	for (int i = 0; i < item->nsuperseded; i++)
+		queue_remove(run->store, &item->superseded_tids[i]);
 
 	/* a later item of this person may be due now that this one is done */
-	if (sr->exhausted &&
-		queue_has_successor(run->store, sr->target->server_name, item->person_key, item->id))
+	if (queue_has_successor(run->store, sr->target->server_name, item->person_key, item->id) &&
+		(sr->exhausted ||
+		 (sr->cursor.person_key && strcmp(item->person_key, sr->cursor.person_key) <= 0)))
 	{
 		sr->exhausted = false;
-		sr->cursor = Min(sr->cursor, item->id);
+		sr->cursor.person_key = MemoryContextStrdup(run->mcxt, item->person_key);
+		sr->cursor.inclusive = true;
 	}
 	MemoryContextDelete(item->mcxt);
 }
@@ -465,7 +492,7 @@ static void
 purge_delivered(ServerRun *sr)
 {
 	Datum		args[2];
-	Oid			types[2] = {NAMEOID, TIMESTAMPTZOID};
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
 
 	if (purge_plan == NULL)
 	{
@@ -477,7 +504,7 @@ purge_delivered(ServerRun *sr)
 		SPI_keepplan(purge_plan);
 	}
 
-	args[0] = DirectFunctionCall1(namein, CStringGetDatum(sr->target->server_name));
+	args[0] = CStringGetTextDatum(sr->target->server_name);
 	args[1] = TimestampTzGetDatum(GetCurrentTimestamp() -
 								  (int64) campus_sync_keep_delivered * USECS_PER_SEC);
 	if (SPI_execute_plan(purge_plan, args, NULL, false, 0) != SPI_OK_DELETE)

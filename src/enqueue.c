@@ -17,9 +17,13 @@
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/jsonb.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "payload.h"
 #include "queue_store.h"
@@ -33,7 +37,7 @@ PG_FUNCTION_INFO_V1(campus_sync_sync_trigger);
  * of the item.
  */
 static int64
-queue_payload(SyncTarget *target, Payload *payload)
+queue_payload(SyncTarget *target, const char *enqueued_by, Payload *payload)
 {
 	QueueStore *store;
 	int64		id;
@@ -42,7 +46,7 @@ queue_payload(SyncTarget *target, Payload *payload)
 		payload_raise(payload->error);
 
 	store = queue_store_open();
-	id = queue_store_put(store, target->server_name, payload);
+	id = queue_store_put(store, target->server_name, enqueued_by, payload);
 	queue_store_close(store);
 
 	if (payload->error)
@@ -72,17 +76,78 @@ campus_sync_enqueue(PG_FUNCTION_ARGS)
 	(void) target_secret(plan->target, GetUserId(), false);
 
 	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(1), &payload);
-	PG_RETURN_INT64(queue_payload(plan->target, &payload));
+	PG_RETURN_INT64(queue_payload(plan->target, GetUserNameFromId(GetUserId(), false),
+								  &payload));
 }
 
-/* What a sync trigger plans once per statement. */
+/*
+ * What a sync trigger plans, kept for the backend's life: the target, the
+ * payload plan for the table's row type, and the roles already checked.
+ * Invalidation callbacks only mark entries stale (they may run while an
+ * entry is in use); a stale entry is rebuilt at its next use.
+ */
 typedef struct TriggerPlan
 {
-	Oid			trigger_oid;
+	Oid			trigger_oid;	/* hash key */
+	bool		valid;
+	Oid			relid;
+	MemoryContext mcxt;			/* holds everything below */
 	TupleDesc	desc;
 	SyncTarget *target;
 	PayloadPlan *payload;
+	Oid			checked_role;	/* a writer whose user mapping exists */
+	char	   *checked_role_name;
+	int		   *source_columns; /* attnos (0-based) the payload reads */
+	int			nsource_columns;
 } TriggerPlan;
+
+static HTAB *trigger_plans = NULL;
+
+static void
+invalidate_all_plans(Datum arg, int cacheid, uint32 hashvalue)
+{
+	HASH_SEQ_STATUS status;
+	TriggerPlan *plan;
+
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	hash_seq_init(&status, trigger_plans);
+	while ((plan = hash_seq_search(&status)) != NULL)
+		plan->valid = false;
+}
+
+static void
+invalidate_table_plans(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	TriggerPlan *plan;
+
+	(void) arg;
+	hash_seq_init(&status, trigger_plans);
+	while ((plan = hash_seq_search(&status)) != NULL)
+		if (!OidIsValid(relid) || plan->relid == relid)
+			plan->valid = false;
+}
+
+static HTAB *
+get_trigger_plans(void)
+{
+	HASHCTL		ctl;
+
+	if (trigger_plans != NULL)
+		return trigger_plans;
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(TriggerPlan);
+	ctl.hcxt = CacheMemoryContext;
+	trigger_plans = hash_create("campus_sync trigger plans", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	/* servers (options, USAGE), user mappings, pg_trigger, the tables */
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, invalidate_all_plans, (Datum) 0);
+	CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_all_plans, (Datum) 0);
+	CacheRegisterRelcacheCallback(invalidate_table_plans, (Datum) 0);
+	return trigger_plans;
+}
 
 static void
 check_trigger_call(FunctionCallInfo fcinfo)
@@ -109,27 +174,51 @@ check_trigger_call(FunctionCallInfo fcinfo)
 }
 
 /*
- * The trigger's plan, made once per statement (fn_extra lives as long as
- * the statement's executor state).  USAGE on the server is checked for the
- * table's owner, who created the trigger: whoever may write the table fires
- * it, with no privilege on campus_sync of their own.
+ * The writer's user mapping (or PUBLIC's) will be used to deliver: it must
+ * exist.  The name is what the queue records.
+ */
+static void
+check_writer(TriggerPlan *plan)
+{
+	(void) target_secret(plan->target, GetUserId(), false);
+	plan->checked_role = GetUserId();
+	plan->checked_role_name = MemoryContextStrdup(plan->mcxt,
+												  GetUserNameFromId(GetUserId(), false));
+}
+
+/*
+ * The trigger's plan.  USAGE on the server is checked for the table's
+ * owner, who created the trigger: whoever may write the table fires it,
+ * with no privilege on campus_sync of their own.
  */
 static TriggerPlan *
 trigger_plan(FunctionCallInfo fcinfo)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	TriggerPlan *plan = fcinfo->flinfo->fn_extra;
 	Relation	rel = td->tg_relation;
+	Oid			tgoid = td->tg_trigger->tgoid;
+	bool		found;
+	TriggerPlan *plan = hash_search(get_trigger_plans(), &tgoid, HASH_ENTER, &found);
 	MemoryContext old;
 	Jsonb	   *mapping = NULL;
 
-	if (plan != NULL && plan->trigger_oid == td->tg_trigger->tgoid &&
-		plan->desc == RelationGetDescr(rel))
+	if (found && plan->valid && plan->desc == RelationGetDescr(rel))
+	{
+		if (plan->checked_role != GetUserId())
+			check_writer(plan);
 		return plan;
+	}
 
-	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	plan = palloc0(sizeof(TriggerPlan));
-	plan->trigger_oid = td->tg_trigger->tgoid;
+	if (found && plan->mcxt)
+		MemoryContextDelete(plan->mcxt);
+	plan->valid = false;
+	plan->mcxt = NULL;
+	plan->relid = RelationGetRelid(rel);
+	plan->checked_role = InvalidOid;
+
+	plan->mcxt = AllocSetContextCreate(CacheMemoryContext, "campus_sync trigger plan",
+									   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(plan->mcxt);
 	plan->desc = RelationGetDescr(rel);
 	plan->target = target_load(td->tg_trigger->tgargs[0], NULL, SERVICE_ANY,
 							   rel->rd_rel->relowner);
@@ -137,11 +226,11 @@ trigger_plan(FunctionCallInfo fcinfo)
 		mapping = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 													 CStringGetDatum(td->tg_trigger->tgargs[1])));
 	plan->payload = payload_plan_create(plan->target, plan->desc, mapping);
+	plan->source_columns = payload_source_columns(plan->payload, &plan->nsource_columns);
 	MemoryContextSwitchTo(old);
 
-	/* the writer's user mapping (or PUBLIC's) will be used to deliver */
-	(void) target_secret(plan->target, GetUserId(), false);
-	fcinfo->flinfo->fn_extra = plan;
+	check_writer(plan);
+	plan->valid = true;
 	return plan;
 }
 
@@ -154,9 +243,32 @@ build_from_tuple(TriggerPlan *plan, HeapTuple tuple, Payload *out)
 	payload_build(plan->payload, &row, out);
 }
 
+/* Do the two rows agree on every column the payload reads? */
+static bool
+same_source_values(TriggerPlan *plan, HeapTuple a, HeapTuple b)
+{
+	for (int i = 0; i < plan->nsource_columns; i++)
+	{
+		int			attno = plan->source_columns[i] + 1;
+		Form_pg_attribute att = TupleDescAttr(plan->desc, attno - 1);
+		bool		a_null,
+					b_null;
+		Datum		a_value = heap_getattr(a, attno, plan->desc, &a_null);
+		Datum		b_value = heap_getattr(b, attno, plan->desc, &b_null);
+
+		if (a_null != b_null)
+			return false;
+		if (!a_null && !datum_image_eq(a_value, b_value, att->attbyval, att->attlen))
+			return false;
+	}
+	return true;
+}
+
 /*
  * sync_trigger(server [, mapping])
- *		AFTER INSERT OR UPDATE ... FOR EACH ROW: queue the new row.
+ *		AFTER INSERT OR UPDATE ... FOR EACH ROW: queue the new row.  An
+ *		UPDATE that leaves every column the body is made of as it was
+ *		queues nothing.
  */
 Datum
 campus_sync_sync_trigger(PG_FUNCTION_ARGS)
@@ -171,16 +283,13 @@ campus_sync_sync_trigger(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
-		Payload		old_payload;
-
+		if (same_source_values(plan, td->tg_trigtuple, td->tg_newtuple))
+			return PointerGetDatum(NULL);
 		build_from_tuple(plan, td->tg_newtuple, &payload);
-		build_from_tuple(plan, td->tg_trigtuple, &old_payload);
-		if (payload_equal(&payload, &old_payload))
-			return PointerGetDatum(NULL);	/* nothing that is sent changed */
 	}
 	else
 		build_from_tuple(plan, td->tg_trigtuple, &payload);
 
-	(void) queue_payload(plan->target, &payload);
+	(void) queue_payload(plan->target, plan->checked_role_name, &payload);
 	return PointerGetDatum(NULL);
 }

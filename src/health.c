@@ -55,7 +55,7 @@ timestamp_col(HeapTuple tup, TupleDesc desc, int col)
 void
 health_load(const char *server, TargetHealth *h)
 {
-	Oid			types[1] = {NAMEOID};
+	Oid			types[1] = {TEXTOID};
 	Datum		args[1];
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -68,8 +68,7 @@ health_load(const char *server, TargetHealth *h)
 		load_plan = prepare("SELECT up, failures, down_since, next_probe_at, probe_interval_s, "
 							"last_success_at, last_error, last_error_at "
 							"FROM campus_sync.target_health WHERE server = $1", 1, types);
-	args[0] = CStringGetDatum(server);
-	args[0] = DirectFunctionCall1(namein, args[0]);
+	args[0] = CStringGetTextDatum(server);
 	if (SPI_execute_plan(load_plan, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read campus_sync.target_health");
 	if (SPI_processed == 0)
@@ -102,7 +101,7 @@ nullable_ts(TimestampTz t, char *null)
 void
 health_save(const char *server, TargetHealth *h)
 {
-	Oid			types[9] = {NAMEOID, BOOLOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	Oid			types[9] = {TEXTOID, BOOLOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 	FLOAT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		args[9];
 	char		nulls[9];
@@ -125,7 +124,7 @@ health_save(const char *server, TargetHealth *h)
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
-	args[0] = DirectFunctionCall1(namein, CStringGetDatum(server));
+	args[0] = CStringGetTextDatum(server);
 	args[1] = BoolGetDatum(h->up);
 	args[2] = Int32GetDatum(h->failures);
 	args[3] = nullable_ts(h->down_since, &nulls[3]);

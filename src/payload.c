@@ -68,15 +68,28 @@ payload_error_text(PayloadError *error)
 	return pstrdup(error->message);
 }
 
-/* Would the two payloads send the same thing (or fail the same way)? */
-bool
-payload_equal(Payload *a, Payload *b)
+/*
+ * The columns (0-based attnos) a plan reads: two rows that agree on them
+ * give the same body.
+ */
+int *
+payload_source_columns(PayloadPlan *plan, int *n)
 {
-	if ((a->body == NULL) != (b->body == NULL))
-		return false;
-	if (a->body)
-		return strcmp(a->body, b->body) == 0;
-	return strcmp(a->error->message, b->error->message) == 0;
+	if (plan->service == SERVICE_OPSCOM)
+		return opscom_source_columns(plan, n);
+	return cloudcard_source_columns(plan, n);
+}
+
+/* Appends col's attno to the array (sized for all columns of the row). */
+void
+add_source_column(int *columns, int *n, SourceColumn *col)
+{
+	if (col == NULL)
+		return;
+	for (int i = 0; i < *n; i++)
+		if (columns[i] == col->attno)
+			return;
+	columns[(*n)++] = col->attno;
 }
 
 void
@@ -298,12 +311,27 @@ static char *
 format_ymd(SourceColumn *ref, int year, int month, int day, const char *field,
 		   PayloadError **error)
 {
+	char	   *s;
+
 	if (year < 1 || year > 9999)
 	{
 		*error = date_range_error(ref, field);
 		return NULL;
 	}
-	return psprintf("%04d-%02d-%02d", year, month, day);
+	/* yyyy-mm-dd by hand: this runs for every date of every queued row */
+	s = palloc(11);
+	s[0] = '0' + year / 1000;
+	s[1] = '0' + year / 100 % 10;
+	s[2] = '0' + year / 10 % 10;
+	s[3] = '0' + year % 10;
+	s[4] = '-';
+	s[5] = '0' + month / 10;
+	s[6] = '0' + month % 10;
+	s[7] = '-';
+	s[8] = '0' + day / 10;
+	s[9] = '0' + day % 10;
+	s[10] = '\0';
+	return s;
 }
 
 /*
@@ -461,15 +489,62 @@ missing_field_error(const char *service_label, const char *field,
 								  field));
 }
 
+/*
+ * A JSON string, escaped as escape_json() does, with the runs that need
+ * no escaping copied at once (most values have no character to escape).
+ */
+static void
+append_json_string(StringInfo buf, const char *s)
+{
+	const char *run = s;
+
+	appendStringInfoChar(buf, '"');
+	for (const char *p = s; *p; p++)
+	{
+		if ((unsigned char) *p >= 0x20 && *p != '"' && *p != '\\')
+			continue;
+		appendBinaryStringInfo(buf, run, p - run);
+		switch (*p)
+		{
+			case '"':
+				appendStringInfoString(buf, "\\\"");
+				break;
+			case '\\':
+				appendStringInfoString(buf, "\\\\");
+				break;
+			case '\b':
+				appendStringInfoString(buf, "\\b");
+				break;
+			case '\f':
+				appendStringInfoString(buf, "\\f");
+				break;
+			case '\n':
+				appendStringInfoString(buf, "\\n");
+				break;
+			case '\r':
+				appendStringInfoString(buf, "\\r");
+				break;
+			case '\t':
+				appendStringInfoString(buf, "\\t");
+				break;
+			default:
+				appendStringInfo(buf, "\\u%04x", (int) *p);
+		}
+		run = p + 1;
+	}
+	appendStringInfoString(buf, run);
+	appendStringInfoChar(buf, '"');
+}
+
 void
 json_add_string(StringInfo buf, bool *first, const char *key, const char *value)
 {
 	if (!*first)
 		appendStringInfoChar(buf, ',');
 	*first = false;
-	escape_json(buf, key);
+	append_json_string(buf, key);
 	appendStringInfoChar(buf, ':');
-	escape_json(buf, value);
+	append_json_string(buf, value);
 }
 
 void
@@ -478,6 +553,6 @@ json_add_bool(StringInfo buf, bool *first, const char *key, bool value)
 	if (!*first)
 		appendStringInfoChar(buf, ',');
 	*first = false;
-	escape_json(buf, key);
+	append_json_string(buf, key);
 	appendStringInfoString(buf, value ? ":true" : ":false");
 }

@@ -96,7 +96,7 @@ extern void payload_build(PayloadPlan *plan, RowValues *row, Payload *out);
 extern bool payload_is_api_field(ServiceKind service, const char *name);
 extern pg_attribute_noreturn() void payload_raise(PayloadError *error);
 extern char *payload_error_text(PayloadError *error);
-extern bool payload_equal(Payload *a, Payload *b);
+extern int *payload_source_columns(PayloadPlan *plan, int *n);
 
 extern void row_values_from_record(HeapTupleHeader rec, RowValues *row);
 extern void row_values_from_tuple(TupleDesc desc, HeapTuple tuple, RowValues *row);
@@ -122,6 +122,7 @@ extern PayloadError *missing_field_error(const char *service_label,
 										 const char *field, SourceColumn *col,
 										 const char *hint);
 
+extern void add_source_column(int *columns, int *n, SourceColumn *col);
 extern void json_add_string(StringInfo buf, bool *first, const char *key,
 							const char *value);
 extern void json_add_bool(StringInfo buf, bool *first, const char *key,
@@ -132,6 +133,7 @@ extern PayloadPlan *opscom_plan_create(SyncTarget *target, TupleDesc desc,
 									   List *mapping);
 extern void opscom_build(PayloadPlan *plan, RowValues *row, Payload *out);
 extern bool opscom_is_field(const char *name);
+extern int *opscom_source_columns(PayloadPlan *plan, int *n);
 
 /* payload_cloudcard.c */
 extern PayloadPlan *cloudcard_plan_create(SyncTarget *target, TupleDesc desc,
@@ -139,5 +141,6 @@ extern PayloadPlan *cloudcard_plan_create(SyncTarget *target, TupleDesc desc,
 extern void cloudcard_build(PayloadPlan *plan, RowValues *row, Payload *out);
 extern bool cloudcard_is_field(const char *name);
 extern bool cloudcard_is_standard_key(const char *key);
+extern int *cloudcard_source_columns(PayloadPlan *plan, int *n);
 
 #endif							/* CAMPUS_SYNC_PAYLOAD_H */

@@ -174,6 +174,23 @@ plan_custom_fields(CloudcardPlan *plan, TupleDesc desc, List *mapping)
 	}
 }
 
+int *
+cloudcard_source_columns(PayloadPlan *base, int *n)
+{
+	CloudcardPlan *plan = (CloudcardPlan *) base;
+	int		   *columns = palloc(sizeof(int) * (N_CLOUDCARD_FIELDS + 1 +
+												 list_length(plan->custom_columns)));
+	ListCell   *lc;
+
+	*n = 0;
+	for (int i = 0; i < N_CLOUDCARD_FIELDS; i++)
+		add_source_column(columns, n, plan->columns[i]);
+	add_source_column(columns, n, plan->custom_json);
+	foreach(lc, plan->custom_columns)
+		add_source_column(columns, n, ((CustomColumn *) lfirst(lc))->column);
+	return columns;
+}
+
 PayloadPlan *
 cloudcard_plan_create(SyncTarget *target, TupleDesc desc, List *mapping)
 {

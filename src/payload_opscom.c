@@ -86,6 +86,18 @@ opscom_is_field(const char *name)
 	return false;
 }
 
+int *
+opscom_source_columns(PayloadPlan *base, int *n)
+{
+	OpscomPlan *plan = (OpscomPlan *) base;
+	int		   *columns = palloc(sizeof(int) * N_OPSCOM_FIELDS);
+
+	*n = 0;
+	for (int i = 0; i < N_OPSCOM_FIELDS; i++)
+		add_source_column(columns, n, plan->columns[i]);
+	return columns;
+}
+
 PayloadPlan *
 opscom_plan_create(SyncTarget *target, TupleDesc desc, List *mapping)
 {

@@ -3,13 +3,17 @@
  * queue_claim.c
  *	  The deliverer's side of the queue, without SPI or the planner (their
  *	  plans depended on statistics a fresh queue does not have): claiming
- *	  due items in id order, as SELECT ... FOR UPDATE SKIP LOCKED would,
- *	  and writing what became of them.
+ *	  due items, as SELECT ... FOR UPDATE SKIP LOCKED would, and writing
+ *	  what became of them.
  *
- *	  An item is due when it waits (pending or retrying), its time has come
- *	  and no older item of the same person waits: items of a person go out
- *	  one at a time, in order.  An item another deliverer holds is skipped;
- *	  one this run holds is in the caller's held list.
+ *	  Claims walk the key index (person_key) person by person.
+ *	  A person's newest waiting item is the one sent; it supersedes the
+ *	  older ones (waiting or invalid), which are locked with it and removed
+ *	  when its outcome is written: this is where a burst of changes to one
+ *	  person coalesces into one request.  A person is skipped when one of
+ *	  its items is held (by this run or by another deliverer, whose lock
+ *	  SKIP LOCKED skips) or is not due yet: never two requests of a person
+ *	  at once, and a Retry-After or backoff holds back the newer state too.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,11 +22,30 @@
 #include "access/genam.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_collation_d.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
 
 #include "queue_store.h"
+
+/* One item of the person being looked at. */
+typedef struct PersonItem
+{
+	ItemPointerData tid;
+	int64		id;
+	bool		waiting;		/* pending or retrying (else invalid) */
+	TimestampTz next_attempt_at;
+} PersonItem;
+
+/* The items of one person (of the server claimed for), as the scan meets them. */
+typedef struct PersonItems
+{
+	char	   *key;
+	int			n;
+	int			size;
+	PersonItem *items;
+} PersonItems;
 
 static bool
 is_waiting(const char *state)
@@ -39,123 +62,161 @@ is_held(int64 id, int64 *held, int nheld)
 	return false;
 }
 
-static TimestampTz
-found_timestamp(QueueStore *store, TupleTableSlot *slot, QueueColumn col)
+static void
+person_add(QueueStore *store, PersonItems *p, TupleTableSlot *slot)
 {
 	bool		isnull;
+	PersonItem *item;
 
-	return DatumGetTimestampTz(slot_getattr(slot, store->attnum[col], &isnull));
+	if (p->n == p->size)
+	{
+		p->size = Max(8, p->size * 2);
+		p->items = p->items ? repalloc(p->items, sizeof(PersonItem) * p->size) :
+			palloc(sizeof(PersonItem) * p->size);
+	}
+	item = &p->items[p->n++];
+	item->tid = slot->tts_tid;
+	item->id = slot_int64(store, slot, COL_ID);
+	item->waiting = is_waiting(slot_text(store, slot, COL_STATE));
+	item->next_attempt_at = DatumGetTimestampTz(slot_getattr(slot, store->attnum[COL_NEXT_ATTEMPT_AT],
+															 &isnull));
 }
 
-static char *
-slot_text(QueueStore *store, TupleTableSlot *slot, QueueColumn col)
+/* Locks one item for this run; false when someone else holds or changed it. */
+static bool
+lock_item(QueueStore *store, Snapshot snapshot, ItemPointer tid)
 {
-	bool		isnull;
-	Datum		d = slot_getattr(slot, store->attnum[col], &isnull);
+	TM_FailureData tmfd;
+	ItemPointerData t = *tid;
 
-	return isnull ? NULL : TextDatumGetCString(d);
+	return table_tuple_lock(store->rel, &t, snapshot, store->probe,
+							GetCurrentCommandId(true), LockTupleNoKeyExclusive,
+							LockWaitSkip, 0, &tmfd) == TM_Ok;
 }
 
 /*
- * Is a waiting item of this person older (below_id) or newer (above_id)
- * than the given id?  Pass 0 for the side not asked about.
+ * Decides for the person gathered in p: NULL, or the newest waiting item
+ * (locked, with the older items it supersedes, locked as well).
  */
-static bool
-person_waits(QueueStore *store, Snapshot snapshot, const char *server, const char *key,
-			 int64 below_id, int64 above_id)
+static ClaimedItem *
+claim_person(QueueStore *store, Snapshot snapshot, PersonItems *p,
+			 int64 *held, int nheld, TimestampTz now)
 {
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
-	bool		found = false;
+	int			newest = -1;
+	ClaimedItem *claimed;
+	bool		isnull;
 
-	person_scan_keys(keys, server, key);
-	scan = index_beginscan(store->rel, store->key_index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (!found && index_getnext_slot(scan, ForwardScanDirection, store->probe))
+	for (int i = 0; i < p->n; i++)
 	{
-		bool		isnull;
-		int64		id = DatumGetInt64(slot_getattr(store->probe, store->attnum[COL_ID], &isnull));
-
-		if (((below_id > 0 && id < below_id) || (above_id > 0 && id > above_id)) &&
-			is_waiting(slot_text(store, store->probe, COL_STATE)))
-			found = true;
+		if (!p->items[i].waiting)
+			continue;
+		if (is_held(p->items[i].id, held, nheld) || p->items[i].next_attempt_at > now)
+			return NULL;		/* in flight here, or held back by a backoff */
+		if (newest < 0 || p->items[i].id > p->items[newest].id)
+			newest = i;
 	}
-	index_endscan(scan);
-	return found;
-}
+	if (newest < 0)
+		return NULL;
 
-/* Is the tuple in slot an item that may be sent now? */
-static bool
-is_due(QueueStore *store, TupleTableSlot *slot, TimestampTz now)
-{
-	return is_waiting(slot_text(store, slot, COL_STATE)) &&
-		found_timestamp(store, slot, COL_NEXT_ATTEMPT_AT) <= now;
+	/* the newest first: if another deliverer holds the person, this fails */
+	if (!lock_item(store, snapshot, &p->items[newest].tid))
+		return NULL;
+
+	claimed = palloc0(sizeof(ClaimedItem));
+	claimed->tid = p->items[newest].tid;
+	claimed->id = p->items[newest].id;
+	claimed->person_key = p->key;
+	claimed->payload = slot_text(store, store->probe, COL_PAYLOAD);
+	claimed->enqueued_by = slot_text(store, store->probe, COL_ENQUEUED_BY);
+	claimed->attempts = DatumGetInt32(slot_getattr(store->probe, store->attnum[COL_ATTEMPTS],
+												   &isnull));
+	claimed->superseded_tids = palloc(sizeof(ItemPointerData) * p->n);
+	claimed->superseded_ids = palloc(sizeof(int64) * p->n);
+
+	for (int i = 0; i < p->n; i++)
+	{
+		if (i == newest || p->items[i].id > claimed->id)
+			continue;			/* a newer invalid item stays for the DBA */
+		if (!lock_item(store, snapshot, &p->items[i].tid))
+		{
+			if (p->items[i].waiting)
+				return NULL;	/* held elsewhere: leave the person for now */
+			continue;			/* an invalid item someone else is at */
+		}
+		claimed->superseded_tids[claimed->nsuperseded] = p->items[i].tid;
+		claimed->superseded_ids[claimed->nsuperseded++] = p->items[i].id;
+	}
+	return claimed;
 }
 
 /*
  * queue_claim
- *		Locks up to limit due items of server with ids above after_id and
- *		returns them (ClaimedItem, in id order).  The locks last until the
- *		transaction ends.
+ *		Locks up to limit persons' newest due items of server, from the
+ *		cursor on, and returns them (ClaimedItem).  The locks last until the
+ *		transaction ends.  The cursor moves past the last person claimed.
  */
 List *
-queue_claim(QueueStore *store, const char *server, int64 after_id,
+queue_claim(QueueStore *store, const char *server, ClaimCursor *cursor,
 			int64 *held, int nheld, int limit)
 {
 	Snapshot	snapshot;
-	ScanKeyData keys[2];
+	ScanKeyData keys[1];
+	int			nkeys = 0;
 	IndexScanDesc scan;
 	List	   *claimed = NIL;
 	TimestampTz now = GetCurrentTimestamp();
+	PersonItems person = {0};
+	bool		more = true;
 
 	/* this run's own results are part of what the claim must see */
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_NAMEEQ, name_datum(server));
-	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after_id));
-	scan = index_beginscan(store->rel, store->due_index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	if (cursor->person_key)
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, 1,
+							   cursor->inclusive ? BTGreaterEqualStrategyNumber : BTGreaterStrategyNumber,
+							   InvalidOid, C_COLLATION_OID,
+							   cursor->inclusive ? F_TEXT_GE : F_TEXT_GT,
+							   CStringGetTextDatum(cursor->person_key));
+	scan = index_beginscan(store->rel, store->key_index, snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
 
-	while (list_length(claimed) < limit &&
-		   index_getnext_slot(scan, ForwardScanDirection, store->found))
+	while (list_length(claimed) < limit && more)
 	{
-		int64		id = found_int64(store, COL_ID);
-		char	   *key;
-		ItemPointerData tid;
-		TM_FailureData tmfd;
-		ClaimedItem *item;
-		bool		isnull;
+		char	   *key = NULL;
 
-		if (is_held(id, held, nheld) || !is_due(store, store->found, now))
-			continue;
-		key = found_text(store, COL_PERSON_KEY);
-		if (key == NULL || person_waits(store, snapshot, server, key, id, 0))
-			continue;
+		more = index_getnext_slot(scan, ForwardScanDirection, store->found);
+		if (more)
+		{
+			key = slot_text(store, store->found, COL_PERSON_KEY);
+			if (key == NULL)
+				continue;		/* an invalid row without a key */
+			if (strcmp(slot_text(store, store->found, COL_SERVER), server) != 0)
+				continue;		/* another server's item */
+		}
+		/* a person's items are all seen: decide for the person */
+		if (person.key && (key == NULL || strcmp(key, person.key) != 0))
+		{
+			ClaimedItem *c = claim_person(store, snapshot, &person, held, nheld, now);
 
-		tid = store->found->tts_tid;
-		if (table_tuple_lock(store->rel, &tid, snapshot, store->probe,
-							 GetCurrentCommandId(true), LockTupleNoKeyExclusive,
-							 LockWaitSkip, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
-							 &tmfd) != TM_Ok)
-			continue;			/* another deliverer has it, or it is gone */
-		/* a newer version (an enqueuer replaced the payload) must still be due */
-		if (tmfd.traversed && !is_due(store, store->probe, now))
-			continue;
-
-		item = palloc(sizeof(ClaimedItem));
-		item->tid = store->probe->tts_tid;
-		item->id = id;
-		item->person_key = key;
-		item->payload = slot_text(store, store->probe, COL_PAYLOAD);
-		item->enqueued_by = pstrdup(NameStr(*DatumGetName(slot_getattr(store->probe,
-																	   store->attnum[COL_ENQUEUED_BY],
-																	   &isnull))));
-		item->attempts = DatumGetInt32(slot_getattr(store->probe, store->attnum[COL_ATTEMPTS],
-													&isnull));
-		claimed = lappend(claimed, item);
+			if (c)
+			{
+				claimed = lappend(claimed, c);
+				cursor->person_key = person.key;
+				cursor->inclusive = false;
+			}
+			person.n = 0;
+			person.key = NULL;
+		}
+		if (key)
+		{
+			person.key = key;
+			person_add(store, &person, store->found);
+		}
 	}
 	index_endscan(scan);
+	ExecClearTuple(store->found);
+	ExecClearTuple(store->probe);
 	UnregisterSnapshot(snapshot);
 	return claimed;
 }
@@ -181,19 +242,36 @@ queue_record(QueueStore *store, ItemPointer tid, ItemOutcome *o)
 	if (o->delivered_at != 0)
 		ROW_SET(store, COL_DELIVERED_AT, TimestampTzGetDatum(o->delivered_at));
 	update_row(store, tid);
-	ResetPerTupleExprContext(store->estate);
+	ExecClearTuple(store->found);
 }
 
-/* Does a later item of this person wait (so it may be due now)? */
+/* Removes a superseded item this transaction holds at tid. */
+void
+queue_remove(QueueStore *store, ItemPointer tid)
+{
+	simple_table_tuple_delete(store->rel, tid, GetActiveSnapshot());
+}
+
+/* Does a later item of this person wait (so that it may be due now)? */
 bool
 queue_has_successor(QueueStore *store, const char *server, const char *key, int64 id)
 {
 	Snapshot	snapshot;
-	bool		result;
+	ScanKeyData scankey;
+	IndexScanDesc scan;
+	bool		found = false;
 
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	result = person_waits(store, snapshot, server, key, 0, id);
+	person_scan_key(&scankey, key);
+	scan = index_beginscan(store->rel, store->key_index, snapshot, 1, 0);
+	index_rescan(scan, &scankey, 1, NULL, 0);
+	while (!found && index_getnext_slot(scan, ForwardScanDirection, store->probe))
+		found = slot_int64(store, store->probe, COL_ID) > id &&
+			is_waiting(slot_text(store, store->probe, COL_STATE)) &&
+			strcmp(slot_text(store, store->probe, COL_SERVER), server) == 0;
+	index_endscan(scan);
+	ExecClearTuple(store->probe);
 	UnregisterSnapshot(snapshot);
-	return result;
+	return found;
 }

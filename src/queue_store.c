@@ -2,17 +2,24 @@
  *
  * queue_store.c
  *	  Puts a person on the queue, in the caller's transaction, without SPI:
- *	  this runs in every sync trigger, so it reads and writes
+ *	  this runs in every sync trigger.  It reads and writes
  *	  campus_sync.queue_items the way logical replication's apply worker
- *	  does (an index scan, table_tuple_lock, ExecSimpleRelationInsert).
+ *	  does: index scans, table_tuple_lock, table_tuple_insert and index
+ *	  insertion.
  *
- *	  Coalescing: a person (server, person_key) has at most one waiting
- *	  item that no deliverer holds.  A new payload replaces that item's,
- *	  unless a deliverer has it locked (it is being sent): then a new item
- *	  is queued behind it.  Two transactions queueing the same person are
- *	  serialized: the second waits for the first to end, so that items of a
- *	  person are queued -- and delivered -- in commit order.  Only waiting
- *	  items written by another enqueuer are waited for, never a deliverer.
+ *	  What does not change between transactions -- the table's shape, the
+ *	  information on its indexes with their compiled predicates, the slots
+ *	  -- is built once per backend and dropped when the relcache says a
+ *	  queue relation changed.  Only the relations are opened per use.
+ *	  The CHECK constraint on state guards writers that use SQL; this code
+ *	  writes only valid states and does not evaluate it.
+ *
+ *	  Enqueueing only inserts: coalescing happens when the items are
+ *	  delivered (queue_claim.c sends a person's newest waiting item and
+ *	  removes the older ones).  A person's items carry ids from the
+ *	  sequence, in the order their transactions queued them; changes that
+ *	  the person's row serializes (a trigger on the person table) are thus
+ *	  numbered in commit order.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,16 +29,18 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation_d.h"
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -43,8 +52,71 @@ static const char *const queue_column_names[N_QUEUE_COLUMNS] = {
 	"enqueued_at", "delivered_at"
 };
 
-/* How often a changing candidate is looked up again before giving up. */
-#define MAX_LOOKUPS 5
+/* An index of the queue, and its partial-index predicate, compiled. */
+typedef struct QueueIndex
+{
+	Oid			oid;
+	IndexInfo  *info;
+	ExprState  *predicate;		/* NULL: not partial */
+} QueueIndex;
+
+/* What the backend keeps of the queue between uses. */
+typedef struct QueueShape
+{
+	bool		valid;
+	bool		in_use;			/* opened and not closed: a use was aborted */
+	MemoryContext mcxt;
+	Oid			rel_oid;
+	Oid			key_index_oid;
+	Oid			seq_oid;
+	TupleDesc	desc;			/* a copy: slots do not pin the relcache's */
+	AttrNumber	attnum[N_QUEUE_COLUMNS];
+	int			nindexes;
+	QueueIndex *indexes;
+	EState	   *estate;			/* evaluates the predicates */
+	TupleTableSlot *found;
+	TupleTableSlot *probe;
+	TupleTableSlot *row;
+} QueueShape;
+
+static QueueShape shape;
+static bool callback_registered = false;
+
+static void
+forget_shape(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (!shape.valid)
+		return;
+	if (!OidIsValid(relid) || relid == shape.rel_oid || relid == shape.seq_oid)
+		shape.valid = false;
+	for (int i = 0; shape.valid && i < shape.nindexes; i++)
+		if (relid == shape.indexes[i].oid)
+			shape.valid = false;
+}
+
+/*
+ * An error ended a use of the queue: its slots' buffer pins went with the
+ * resource owner, so the shape must be rebuilt, not cleaned up.
+ */
+static void
+abandon_shape_on_abort(XactEvent event, void *arg)
+{
+	(void) arg;
+	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) && shape.in_use)
+		shape.valid = false;
+}
+
+static void
+abandon_shape_on_subabort(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	(void) mySubid;
+	(void) parentSubid;
+	(void) arg;
+	if (event == SUBXACT_EVENT_ABORT_SUB && shape.in_use)
+		shape.valid = false;
+}
 
 Oid
 queue_relation_oid(const char *relname)
@@ -60,62 +132,144 @@ queue_relation_oid(const char *relname)
 	return relid;
 }
 
+/*
+ * Builds the shape from the opened queue table.  A previous shape is
+ * dropped without touching its slots: after an aborted use their buffer
+ * pins were released with the resource owner.
+ */
+static void
+build_shape(Relation rel)
+{
+	MemoryContext old;
+	List	   *index_oids;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (shape.mcxt)
+		MemoryContextDelete(shape.mcxt);
+	memset(&shape, 0, sizeof(shape));
+	shape.mcxt = AllocSetContextCreate(CacheMemoryContext, "campus_sync queue shape",
+									   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(shape.mcxt);
+
+	shape.rel_oid = RelationGetRelid(rel);
+	shape.key_index_oid = queue_relation_oid("queue_items_key");
+	shape.seq_oid = queue_relation_oid("queue_items_id_seq");
+	shape.desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	for (int c = 0; c < N_QUEUE_COLUMNS; c++)
+	{
+		for (int a = 0; a < shape.desc->natts; a++)
+			if (!TupleDescAttr(shape.desc, a)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(shape.desc, a)->attname), queue_column_names[c]) == 0)
+				shape.attnum[c] = a + 1;
+		if (shape.attnum[c] == InvalidAttrNumber)
+			elog(ERROR, "campus_sync.queue_items has no column \"%s\"", queue_column_names[c]);
+	}
+
+	shape.estate = CreateExecutorState();
+	index_oids = RelationGetIndexList(rel);
+	shape.nindexes = list_length(index_oids);
+	shape.indexes = palloc0(sizeof(QueueIndex) * shape.nindexes);
+	foreach(lc, index_oids)
+	{
+		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+		QueueIndex *qi = &shape.indexes[i++];
+
+		qi->oid = RelationGetRelid(index);
+		qi->info = BuildIndexInfo(index);
+		if (qi->info->ii_Predicate != NIL)
+			qi->predicate = ExecPrepareQual(qi->info->ii_Predicate, shape.estate);
+		index_close(index, NoLock);
+	}
+
+	shape.found = MakeSingleTupleTableSlot(shape.desc, table_slot_callbacks(rel));
+	shape.probe = MakeSingleTupleTableSlot(shape.desc, table_slot_callbacks(rel));
+	shape.row = MakeSingleTupleTableSlot(shape.desc, &TTSOpsVirtual);
+	MemoryContextSwitchTo(old);
+	shape.valid = true;
+}
+
 QueueStore *
 queue_store_open(void)
 {
 	QueueStore *store = palloc0(sizeof(QueueStore));
-	TupleDesc	desc;
-	RangeTblEntry *rte;
 
-	store->rel = table_open(queue_relation_oid("queue_items"), RowExclusiveLock);
-	store->key_index = index_open(queue_relation_oid("queue_items_key"), RowExclusiveLock);
-	store->due_index = index_open(queue_relation_oid("queue_items_due"), RowExclusiveLock);
-	store->seq_oid = queue_relation_oid("queue_items_id_seq");
-
-	desc = RelationGetDescr(store->rel);
-	for (int c = 0; c < N_QUEUE_COLUMNS; c++)
+	if (!callback_registered)
 	{
-		store->attnum[c] = InvalidAttrNumber;
-		for (int i = 0; i < desc->natts; i++)
-			if (!TupleDescAttr(desc, i)->attisdropped &&
-				strcmp(NameStr(TupleDescAttr(desc, i)->attname), queue_column_names[c]) == 0)
-				store->attnum[c] = i + 1;
-		if (store->attnum[c] == InvalidAttrNumber)
-			elog(ERROR, "campus_sync.queue_items has no column \"%s\"", queue_column_names[c]);
+		CacheRegisterRelcacheCallback(forget_shape, (Datum) 0);
+		RegisterXactCallback(abandon_shape_on_abort, NULL);
+		RegisterSubXactCallback(abandon_shape_on_subabort, NULL);
+		callback_registered = true;
 	}
+	if (shape.in_use && shape.valid)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("the campus_sync queue is already in use in this backend"),
+				 errdetail("A queue operation was started from inside another one.")));
+	store->rel = table_open(shape.valid ? shape.rel_oid : queue_relation_oid("queue_items"),
+							RowExclusiveLock);
+	if (!shape.valid || shape.rel_oid != RelationGetRelid(store->rel))
+		build_shape(store->rel);
 
-	/* an executor state for constraints and index maintenance */
-	store->estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(store->rel);
-	rte->relkind = store->rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(store->estate, list_make1(rte));
-	store->rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(store->rri, store->rel, 1, NULL, 0);
-	store->estate->es_opened_result_relations = list_make1(store->rri);
-	store->estate->es_output_cid = GetCurrentCommandId(true);
-	if (ActiveSnapshotSet())
-		store->estate->es_snapshot = GetActiveSnapshot();
-	ExecOpenIndices(store->rri, false);
-
-	store->found = table_slot_create(store->rel, &store->estate->es_tupleTable);
-	store->probe = table_slot_create(store->rel, &store->estate->es_tupleTable);
-	store->row = table_slot_create(store->rel, &store->estate->es_tupleTable);
+	store->shape = &shape;
+	/* the key index always; the others when a row goes into them */
+	store->indexes = palloc0(sizeof(Relation) * shape.nindexes);
+	for (int i = 0; i < shape.nindexes; i++)
+		if (shape.indexes[i].oid == shape.key_index_oid)
+			store->key_index = store->indexes[i] =
+				index_open(shape.indexes[i].oid, RowExclusiveLock);
+	store->estate = shape.estate;
+	store->found = shape.found;
+	store->probe = shape.probe;
+	store->row = shape.row;
+	store->attnum = shape.attnum;
+	shape.in_use = true;
 	return store;
 }
 
 void
 queue_store_close(QueueStore *store)
 {
-	ExecCloseIndices(store->rri);
-	ExecResetTupleTable(store->estate->es_tupleTable, false);
-	FreeExecutorState(store->estate);
-	index_close(store->key_index, NoLock);
-	index_close(store->due_index, NoLock);
+	/* slots must not keep buffer pins past this use */
+	ExecClearTuple(store->found);
+	ExecClearTuple(store->probe);
+	ExecClearTuple(store->row);
+	for (int i = 0; i < store->shape->nindexes; i++)
+		if (store->indexes[i])
+			index_close(store->indexes[i], NoLock);
 	table_close(store->rel, NoLock);
+	store->shape->in_use = false;
+	pfree(store->indexes);
 	pfree(store);
+}
+
+/*
+ * Adds the row's entries to the indexes whose predicate it satisfies (what
+ * ExecInsertIndexTuples does, for a table without expression indexes or
+ * exclusion constraints).
+ */
+static void
+insert_index_entries(QueueStore *store, ItemPointer tid, bool is_update)
+{
+	ExprContext *econtext = GetPerTupleExprContext(store->estate);
+	Datum		values[INDEX_MAX_KEYS];
+	bool		isnull[INDEX_MAX_KEYS];
+
+	econtext->ecxt_scantuple = store->row;
+	for (int i = 0; i < store->shape->nindexes; i++)
+	{
+		QueueIndex *qi = &store->shape->indexes[i];
+
+		if (qi->predicate && !ExecQual(qi->predicate, econtext))
+			continue;
+		if (store->indexes[i] == NULL)
+			store->indexes[i] = index_open(qi->oid, RowExclusiveLock);
+		FormIndexDatum(qi->info, store->row, store->estate, values, isnull);
+		index_insert(store->indexes[i], values, isnull, tid, store->rel,
+					 qi->info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+					 is_update, qi->info);
+	}
+	ResetExprContext(econtext);
 }
 
 void
@@ -127,30 +281,21 @@ text_or_null(QueueStore *store, QueueColumn col, const char *s)
 		ROW_SET(store, col, CStringGetTextDatum(s));
 }
 
-Datum
-name_datum(const char *s)
-{
-	Name		n = palloc0(NAMEDATALEN);
-
-	namestrcpy(n, s);
-	return NameGetDatum(n);
-}
-
 char *
-found_text(QueueStore *store, QueueColumn col)
+slot_text(QueueStore *store, TupleTableSlot *slot, QueueColumn col)
 {
 	bool		isnull;
-	Datum		d = slot_getattr(store->found, store->attnum[col], &isnull);
+	Datum		d = slot_getattr(slot, store->attnum[col], &isnull);
 
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
 int64
-found_int64(QueueStore *store, QueueColumn col)
+slot_int64(QueueStore *store, TupleTableSlot *slot, QueueColumn col)
 {
 	bool		isnull;
 
-	return DatumGetInt64(slot_getattr(store->found, store->attnum[col], &isnull));
+	return DatumGetInt64(slot_getattr(slot, store->attnum[col], &isnull));
 }
 
 /* Starts the row to write from the tuple read. */
@@ -173,20 +318,26 @@ update_row(QueueStore *store, ItemPointer tid)
 	bool		update_indexes;
 
 	ExecStoreVirtualTuple(store->row);
-	ExecConstraints(store->rri, store->row, store->estate);
-	simple_table_tuple_update(store->rel, tid, store->row, store->estate->es_snapshot,
+	simple_table_tuple_update(store->rel, tid, store->row, GetActiveSnapshot(),
 							  &update_indexes);
 	if (update_indexes)
-		ExecInsertIndexTuples(store->rri, store->row, store->estate, true, false, NULL, NIL);
+		insert_index_entries(store, &store->row->tts_tid, true);
 }
 
-/* Scan keys of the key index for one person: (server, person_key). */
-void
-person_scan_keys(ScanKey keys, const char *server, const char *key)
+static void
+insert_row(QueueStore *store)
 {
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_NAMEEQ, name_datum(server));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
+	ExecStoreVirtualTuple(store->row);
+	table_tuple_insert(store->rel, store->row, GetCurrentCommandId(true), 0, NULL);
+	insert_index_entries(store, &store->row->tts_tid, false);
+}
+
+/* The scan key of the key index for one person. */
+void
+person_scan_key(ScanKey key, const char *person_key)
+{
+	ScanKeyEntryInitialize(key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(person_key));
 }
 
 /* The state the payload puts the item in: pending, or invalid. */
@@ -196,157 +347,40 @@ payload_state(Payload *payload)
 	return payload->body ? "pending" : "invalid";
 }
 
-/*
- * Looks for the person's newest waiting item that nobody else is
- * changing.  Returns false after waiting for another enqueuer's
- * transaction (the caller looks again).  *tid is invalid when there is
- * no candidate.
- */
-static bool
-find_candidate(QueueStore *store, const char *server, const char *key,
-			   ItemPointer tid, char **state)
-{
-	SnapshotData dirty;
-	IndexScanDesc scan;
-	ScanKeyData keys[2];
-	int64		best_id = -1;
-	TransactionId wait_for = InvalidTransactionId;
-
-	ItemPointerSetInvalid(tid);
-	InitDirtySnapshot(dirty);
-	person_scan_keys(keys, server, key);
-
-	scan = index_beginscan(store->rel, store->key_index, &dirty, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, store->found))
-	{
-		char	   *found_state = found_text(store, COL_STATE);
-		int64		id;
-
-		/* written by a transaction still in progress (not ours) */
-		if (TransactionIdIsValid(dirty.xmin))
-		{
-			if (strcmp(found_state, "pending") == 0)
-			{
-				wait_for = dirty.xmin;	/* another enqueuer: wait for it */
-				break;
-			}
-			continue;			/* a deliverer's result: not ours to take */
-		}
-		if (TransactionIdIsValid(dirty.xmax))
-			continue;			/* being changed by someone else */
-
-		id = found_int64(store, COL_ID);
-		if (id > best_id)
-		{
-			best_id = id;
-			ItemPointerCopy(&store->found->tts_tid, tid);
-			*state = found_state;
-		}
-	}
-	index_endscan(scan);
-
-	if (TransactionIdIsValid(wait_for))
-	{
-		XactLockTableWait(wait_for, store->rel, NULL, XLTW_None);
-		return false;
-	}
-	return true;
-}
-
-/* Replaces the locked item's payload (or error); returns its id. */
 static int64
-replace_item(QueueStore *store, Payload *payload, Datum enqueued_by)
-{
-	ItemPointerData tid = store->found->tts_tid;
-
-	copy_found_to_row(store);
-	ROW_SET(store, COL_STATE, CStringGetTextDatum(payload_state(payload)));
-	text_or_null(store, COL_PAYLOAD, payload->body);
-	ROW_SET(store, COL_ENQUEUED_BY, enqueued_by);
-	if (payload->body)
-	{
-		/* a new state of the person: its attempts start over */
-		ROW_SET(store, COL_ATTEMPTS, Int32GetDatum(0));
-		ROW_SET_NULL(store, COL_LAST_ERROR);
-	}
-	else
-		text_or_null(store, COL_LAST_ERROR, payload_error_text(payload->error));
-	update_row(store, &tid);
-	return found_int64(store, COL_ID);
-}
-
-static int64
-insert_item(QueueStore *store, const char *server, Payload *payload, Datum enqueued_by)
+insert_item(QueueStore *store, const char *server, Payload *payload,
+			const char *enqueued_by)
 {
 	TupleTableSlot *row = store->row;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	int64		id = nextval_internal(store->seq_oid, false);
+	int64		id = nextval_internal(store->shape->seq_oid, false);
 
 	ExecClearTuple(row);
 	for (int i = 0; i < row->tts_tupleDescriptor->natts; i++)
 		row->tts_isnull[i] = true;
 	ROW_SET(store, COL_ID, Int64GetDatum(id));
-	ROW_SET(store, COL_SERVER, name_datum(server));
+	text_or_null(store, COL_SERVER, server);
 	text_or_null(store, COL_PERSON_KEY, payload->person_key);
 	ROW_SET(store, COL_STATE, CStringGetTextDatum(payload_state(payload)));
 	text_or_null(store, COL_PAYLOAD, payload->body);
-	ROW_SET(store, COL_ENQUEUED_BY, enqueued_by);
+	text_or_null(store, COL_ENQUEUED_BY, enqueued_by);
 	ROW_SET(store, COL_ATTEMPTS, Int32GetDatum(0));
 	ROW_SET(store, COL_NEXT_ATTEMPT_AT, TimestampTzGetDatum(now));
 	if (payload->error)
 		text_or_null(store, COL_LAST_ERROR, payload_error_text(payload->error));
 	ROW_SET(store, COL_ENQUEUED_AT, TimestampTzGetDatum(now));
-	ExecStoreVirtualTuple(row);
-
-	ExecSimpleRelationInsert(store->rri, store->estate, row);
+	insert_row(store);
 	return id;
 }
 
 /*
  * queue_store_put
  *		Queues a payload (or, when it is invalid, its error) for server.
- *		Returns the id of the item that carries it.
+ *		Returns the new item's id.
  */
 int64
-queue_store_put(QueueStore *store, const char *server, Payload *payload)
+queue_store_put(QueueStore *store, const char *server, const char *enqueued_by,
+				Payload *payload)
 {
-	Datum		enqueued_by = name_datum(GetUserNameFromId(GetUserId(), false));
-	int64		id = -1;
-
-	/* earlier items of this transaction become visible to table_tuple_lock */
-	CommandCounterIncrement();
-	store->estate->es_output_cid = GetCurrentCommandId(true);
-
-	for (int lookups = 0; payload->person_key != NULL && lookups < MAX_LOOKUPS; lookups++)
-	{
-		ItemPointerData tid;
-		char	   *state = NULL;
-		TM_FailureData tmfd;
-		TM_Result	result;
-
-		if (!find_candidate(store, server, payload->person_key, &tid, &state))
-			continue;			/* waited for another enqueuer: look again */
-		if (!ItemPointerIsValid(&tid))
-			break;
-		/* an invalid row replaces only an invalid item, never a good payload */
-		if (payload->body == NULL && strcmp(state, "invalid") != 0)
-			break;
-
-		result = table_tuple_lock(store->rel, &tid, store->estate->es_snapshot,
-								  store->found, GetCurrentCommandId(true),
-								  LockTupleNoKeyExclusive, LockWaitSkip, 0, &tmfd);
-		if (result == TM_Ok)
-		{
-			id = replace_item(store, payload, enqueued_by);
-			break;
-		}
-		if (result != TM_Updated && result != TM_Deleted)
-			break;				/* a deliverer holds it: queue behind it */
-	}
-
-	if (id < 0)
-		id = insert_item(store, server, payload, enqueued_by);
-	ResetPerTupleExprContext(store->estate);
-	return id;
+	return insert_item(store, server, payload, enqueued_by);
 }

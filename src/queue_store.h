@@ -13,8 +13,8 @@
 
 #include "access/skey.h"
 #include "executor/executor.h"
-#include "utils/timestamp.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "payload.h"
 
@@ -37,19 +37,22 @@ typedef enum QueueColumn
 	N_QUEUE_COLUMNS
 } QueueColumn;
 
-/* The queue table, its indexes and an executor state to change it. */
+/*
+ * The queue opened for one use (a statement, a deliver() run): its
+ * relations, locked for the transaction, and the backend's cached slots and
+ * index information (see queue_store.c).
+ */
 typedef struct QueueStore
 {
+	struct QueueShape *shape;
 	Relation	rel;
-	Relation	key_index;		/* queue_items_key (server, person_key, id) */
-	Relation	due_index;		/* queue_items_due (server, id) */
-	Oid			seq_oid;
+	Relation	key_index;		/* queue_items_key (person_key) */
+	Relation   *indexes;		/* every index, as in shape->indexes */
 	EState	   *estate;
-	ResultRelInfo *rri;
 	TupleTableSlot *found;		/* a tuple read from the table */
 	TupleTableSlot *probe;		/* another one, read while found is in use */
 	TupleTableSlot *row;		/* the tuple to insert or update */
-	AttrNumber	attnum[N_QUEUE_COLUMNS];
+	const AttrNumber *attnum;	/* by QueueColumn */
 } QueueStore;
 
 #define ROW_SET(store, col, datum) \
@@ -61,16 +64,15 @@ typedef struct QueueStore
 /* queue_store.c */
 extern QueueStore *queue_store_open(void);
 extern int64 queue_store_put(QueueStore *store, const char *server,
-							 Payload *payload);
+							 const char *enqueued_by, Payload *payload);
 extern void queue_store_close(QueueStore *store);
 extern Oid	queue_relation_oid(const char *relname);
 extern void text_or_null(QueueStore *store, QueueColumn col, const char *s);
-extern Datum name_datum(const char *s);
-extern char *found_text(QueueStore *store, QueueColumn col);
-extern int64 found_int64(QueueStore *store, QueueColumn col);
+extern char *slot_text(QueueStore *store, TupleTableSlot *slot, QueueColumn col);
+extern int64 slot_int64(QueueStore *store, TupleTableSlot *slot, QueueColumn col);
 extern void copy_found_to_row(QueueStore *store);
 extern void update_row(QueueStore *store, ItemPointer tid);
-extern void person_scan_keys(ScanKey keys, const char *server, const char *key);
+extern void person_scan_key(ScanKey key, const char *person_key);
 
 /* queue_claim.c: the deliverer's side */
 typedef struct ClaimedItem
@@ -81,6 +83,10 @@ typedef struct ClaimedItem
 	char	   *payload;
 	char	   *enqueued_by;
 	int			attempts;
+	/* the person's older items, which this one supersedes (locked too) */
+	int			nsuperseded;
+	ItemPointerData *superseded_tids;
+	int64	   *superseded_ids;
 } ClaimedItem;
 
 /* What became of an attempt, to be written to the item. */
@@ -95,9 +101,17 @@ typedef struct ItemOutcome
 	TimestampTz delivered_at;	/* 0: none */
 } ItemOutcome;
 
-extern List *queue_claim(QueueStore *store, const char *server, int64 after_id,
+/* Where a server's claims go on: after (or at) a person key; NULL: start */
+typedef struct ClaimCursor
+{
+	char	   *person_key;
+	bool		inclusive;
+} ClaimCursor;
+
+extern List *queue_claim(QueueStore *store, const char *server, ClaimCursor *cursor,
 						 int64 *held, int nheld, int limit);
 extern void queue_record(QueueStore *store, ItemPointer tid, ItemOutcome *outcome);
+extern void queue_remove(QueueStore *store, ItemPointer tid);
 extern bool queue_has_successor(QueueStore *store, const char *server,
 								const char *key, int64 id);
 
