@@ -18,6 +18,7 @@ OBJS = \
 	src/lookup.o \
 	src/queue_store.o \
 	src/queue_claim.o \
+	src/queue_buffer.o \
 	src/enqueue.o \
 	src/health.o \
 	src/deliver.o

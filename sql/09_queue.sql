@@ -15,12 +15,26 @@ INSERT INTO people VALUES ('Q1', 'Ann', 'Lee', 'ann@campus.edu', '2001-02-03', '
 SELECT id, server, person_key, state, payload, enqueued_by, attempts
 FROM campus_sync.queue_items ORDER BY id;
 
--- A rolled-back transaction queues (and so sends) nothing.
+-- The trigger's items are written when the transaction commits; a
+-- rolled-back transaction queues (and so sends) nothing.
 BEGIN;
 INSERT INTO people VALUES ('Q2', 'Bob', 'Ray', 'bob@campus.edu', NULL, NULL);
-SELECT count(*) AS queued_inside FROM campus_sync.queue_items WHERE person_key = 'Q2';
+SELECT count(*) AS queued_before_commit FROM campus_sync.queue_items WHERE person_key = 'Q2';
 ROLLBACK;
 SELECT count(*) AS queued_after_rollback FROM campus_sync.queue_items WHERE person_key = 'Q2';
+-- a savepoint rolled back takes its items along, the rest commit
+BEGIN;
+INSERT INTO people VALUES ('Q7', 'Sam', 'Vee', 'q7@campus.edu', NULL, NULL);
+SAVEPOINT s1;
+INSERT INTO people VALUES ('Q8', 'Tom', 'Vee', 'q8@campus.edu', NULL, NULL);
+ROLLBACK TO SAVEPOINT s1;
+SAVEPOINT s2;
+INSERT INTO people VALUES ('Q9', 'Una', 'Vee', 'q9@campus.edu', NULL, NULL);
+RELEASE SAVEPOINT s2;
+COMMIT;
+SELECT person_key, state FROM campus_sync.queue_items WHERE person_key IN ('Q7', 'Q8', 'Q9') ORDER BY 1;
+DELETE FROM campus_sync.queue_items WHERE person_key IN ('Q7', 'Q9');
+DELETE FROM people WHERE unique_id IN ('Q7', 'Q9');
 
 -- An UPDATE that changes nothing that is sent queues nothing.
 UPDATE people SET first_name = first_name WHERE unique_id = 'Q1';

@@ -14,6 +14,7 @@
 #include "campus_sync.h"
 #include "cloudcard_auth.h"
 #include "http.h"
+#include "queue_buffer.h"
 
 PG_MODULE_MAGIC;
 
@@ -27,6 +28,7 @@ _PG_init(void)
 {
 	http_init();
 	cloudcard_auth_init();
+	queue_buffer_init();
 
 	DefineCustomIntVariable("campus_sync.keep_delivered",
 							gettext_noop("How long a delivered queue item (and its payload) is kept."),

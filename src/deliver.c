@@ -41,6 +41,7 @@
 #include "deliver.h"
 #include "health.h"
 #include "http.h"
+#include "queue_buffer.h"
 #include "queue_store.h"
 #include "request.h"
 #include "target.h"
@@ -531,6 +532,7 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 	run->deadline = GetCurrentTimestamp() + (int64) (max_seconds * USECS_PER_SEC);
 
 	take_deliverer_lock();
+	queue_buffer_flush();		/* this transaction's own queued items too */
 	run->store = queue_store_open();
 	foreach(lc, server_oids)
 	{

@@ -2,7 +2,8 @@
  *
  * enqueue.c
  *	  enqueue() and sync_trigger(): a person onto the durable queue, inside
- *	  the caller's transaction.  The body is built and checked now; a row
+ *	  the caller's transaction (the trigger's items are written at commit,
+ *	  see queue_buffer.c).  The body is built and checked now; a row
  *	  that cannot be sent does not block the write (it is kept as an
  *	  invalid item, with a WARNING) unless the server says on_invalid
  *	  'error'.  An UPDATE that changes nothing that would be sent queues
@@ -26,36 +27,49 @@
 #include "utils/syscache.h"
 
 #include "payload.h"
+#include "queue_buffer.h"
 #include "queue_store.h"
 #include "row_plan.h"
 
 PG_FUNCTION_INFO_V1(campus_sync_enqueue);
 PG_FUNCTION_INFO_V1(campus_sync_sync_trigger);
 
-/*
- * Queues the payload, or raises/warns for an invalid one.  Returns the id
- * of the item.
- */
-static int64
-queue_payload(SyncTarget *target, const char *enqueued_by, Payload *payload)
+static void
+queue_row_of(QueueRow *row, SyncTarget *target, const char *enqueued_by, Payload *payload)
 {
-	QueueStore *store;
-	int64		id;
+	row->server = target->server_name;
+	row->enqueued_by = enqueued_by;
+	row->person_key = payload->person_key;
+	row->payload = payload->body;
+	row->error = payload->error ? payload_error_text(payload->error) : NULL;
+}
 
-	if (payload->error && target->on_invalid_error)
+/*
+ * An invalid row: refused (on_invalid 'error') or queued as an invalid
+ * item with a WARNING that says so.
+ */
+static void
+check_invalid(SyncTarget *target, Payload *payload)
+{
+	if (payload->error == NULL)
+		return;
+	if (target->on_invalid_error)
 		payload_raise(payload->error);
+	ereport(WARNING,
+			(errcode(payload->error->sqlstate),
+			 errmsg("campus_sync: row queued as an invalid item for server \"%s\": %s",
+					target->server_name, payload->error->message),
+			 payload->error->detail ? errdetail("%s", payload->error->detail) : 0,
+			 errhint("Correct the row; its next change queues the person again. Set the server option on_invalid to 'error' to refuse such writes instead.")));
+}
 
-	store = queue_store_open();
-	id = queue_store_put(store, target->server_name, enqueued_by, payload);
+static int64
+queue_now(QueueRow *row)
+{
+	QueueStore *store = queue_store_open();
+	int64		id = queue_store_put(store, row);
+
 	queue_store_close(store);
-
-	if (payload->error)
-		ereport(WARNING,
-				(errcode(payload->error->sqlstate),
-				 errmsg("campus_sync: row kept as invalid queue item " INT64_FORMAT " for server \"%s\": %s",
-						id, target->server_name, payload->error->message),
-				 payload->error->detail ? errdetail("%s", payload->error->detail) : 0,
-				 errhint("Correct the row; its next change queues the person again. Set the server option on_invalid to 'error' to refuse such writes instead.")));
 	return id;
 }
 
@@ -65,6 +79,7 @@ campus_sync_enqueue(PG_FUNCTION_ARGS)
 {
 	RowPlan    *plan;
 	Payload		payload;
+	QueueRow	row;
 
 	if (PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -76,8 +91,11 @@ campus_sync_enqueue(PG_FUNCTION_ARGS)
 	(void) target_secret(plan->target, GetUserId(), false);
 
 	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(1), &payload);
-	PG_RETURN_INT64(queue_payload(plan->target, GetUserNameFromId(GetUserId(), false),
-								  &payload));
+	check_invalid(plan->target, &payload);
+	queue_row_of(&row, plan->target, GetUserNameFromId(GetUserId(), false), &payload);
+	/* the trigger's items of this transaction go first: a person's order */
+	queue_buffer_flush();
+	PG_RETURN_INT64(queue_now(&row));
 }
 
 /*
@@ -276,6 +294,7 @@ campus_sync_sync_trigger(PG_FUNCTION_ARGS)
 	TriggerData *td;
 	TriggerPlan *plan;
 	Payload		payload;
+	QueueRow	row;
 
 	check_trigger_call(fcinfo);
 	td = (TriggerData *) fcinfo->context;
@@ -290,6 +309,9 @@ campus_sync_sync_trigger(PG_FUNCTION_ARGS)
 	else
 		build_from_tuple(plan, td->tg_trigtuple, &payload);
 
-	(void) queue_payload(plan->target, plan->checked_role_name, &payload);
+	check_invalid(plan->target, &payload);
+	queue_row_of(&row, plan->target, plan->checked_role_name, &payload);
+	if (!queue_buffer_add(&row))
+		(void) queue_now(&row);
 	return PointerGetDatum(NULL);
 }

@@ -26,6 +26,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -77,7 +78,11 @@ typedef struct QueueShape
 	TupleTableSlot *found;
 	TupleTableSlot *probe;
 	TupleTableSlot *row;
+	TupleTableSlot **batch;		/* QUEUE_BATCH slots, made on first use */
 } QueueShape;
+
+/* Items written per multi-insert. */
+#define QUEUE_BATCH 1000
 
 static QueueShape shape;
 static bool callback_registered = false;
@@ -249,13 +254,13 @@ queue_store_close(QueueStore *store)
  * exclusion constraints).
  */
 static void
-insert_index_entries(QueueStore *store, ItemPointer tid, bool is_update)
+insert_index_entries(QueueStore *store, TupleTableSlot *slot, bool is_update)
 {
 	ExprContext *econtext = GetPerTupleExprContext(store->estate);
 	Datum		values[INDEX_MAX_KEYS];
 	bool		isnull[INDEX_MAX_KEYS];
 
-	econtext->ecxt_scantuple = store->row;
+	econtext->ecxt_scantuple = slot;
 	for (int i = 0; i < store->shape->nindexes; i++)
 	{
 		QueueIndex *qi = &store->shape->indexes[i];
@@ -264,8 +269,8 @@ insert_index_entries(QueueStore *store, ItemPointer tid, bool is_update)
 			continue;
 		if (store->indexes[i] == NULL)
 			store->indexes[i] = index_open(qi->oid, RowExclusiveLock);
-		FormIndexDatum(qi->info, store->row, store->estate, values, isnull);
-		index_insert(store->indexes[i], values, isnull, tid, store->rel,
+		FormIndexDatum(qi->info, slot, store->estate, values, isnull);
+		index_insert(store->indexes[i], values, isnull, &slot->tts_tid, store->rel,
 					 qi->info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
 					 is_update, qi->info);
 	}
@@ -321,15 +326,7 @@ update_row(QueueStore *store, ItemPointer tid)
 	simple_table_tuple_update(store->rel, tid, store->row, GetActiveSnapshot(),
 							  &update_indexes);
 	if (update_indexes)
-		insert_index_entries(store, &store->row->tts_tid, true);
-}
-
-static void
-insert_row(QueueStore *store)
-{
-	ExecStoreVirtualTuple(store->row);
-	table_tuple_insert(store->rel, store->row, GetCurrentCommandId(true), 0, NULL);
-	insert_index_entries(store, &store->row->tts_tid, false);
+		insert_index_entries(store, store->row, true);
 }
 
 /* The scan key of the key index for one person. */
@@ -340,47 +337,99 @@ person_scan_key(ScanKey key, const char *person_key)
 						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(person_key));
 }
 
-/* The state the payload puts the item in: pending, or invalid. */
-static const char *
-payload_state(Payload *payload)
-{
-	return payload->body ? "pending" : "invalid";
-}
-
+/*
+ * Fills a slot with a new item.  Its strings must outlive the slot's use:
+ * the caller's memory context holds them.
+ */
 static int64
-insert_item(QueueStore *store, const char *server, Payload *payload,
-			const char *enqueued_by)
+fill_new_item(QueueStore *store, TupleTableSlot *slot, QueueRow *r, TimestampTz now)
 {
-	TupleTableSlot *row = store->row;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	AttrNumber *attnum = store->shape->attnum;
 	int64		id = nextval_internal(store->shape->seq_oid, false);
 
-	ExecClearTuple(row);
-	for (int i = 0; i < row->tts_tupleDescriptor->natts; i++)
-		row->tts_isnull[i] = true;
-	ROW_SET(store, COL_ID, Int64GetDatum(id));
-	text_or_null(store, COL_SERVER, server);
-	text_or_null(store, COL_PERSON_KEY, payload->person_key);
-	ROW_SET(store, COL_STATE, CStringGetTextDatum(payload_state(payload)));
-	text_or_null(store, COL_PAYLOAD, payload->body);
-	text_or_null(store, COL_ENQUEUED_BY, enqueued_by);
-	ROW_SET(store, COL_ATTEMPTS, Int32GetDatum(0));
-	ROW_SET(store, COL_NEXT_ATTEMPT_AT, TimestampTzGetDatum(now));
-	if (payload->error)
-		text_or_null(store, COL_LAST_ERROR, payload_error_text(payload->error));
-	ROW_SET(store, COL_ENQUEUED_AT, TimestampTzGetDatum(now));
-	insert_row(store);
+#define SET(col, datum) \
+	(slot->tts_values[attnum[col] - 1] = (datum), slot->tts_isnull[attnum[col] - 1] = false)
+#define SET_TEXT(col, str) \
+	do { if (str) SET(col, CStringGetTextDatum(str)); } while (0)
+
+	ExecClearTuple(slot);
+	for (int i = 0; i < slot->tts_tupleDescriptor->natts; i++)
+		slot->tts_isnull[i] = true;
+	SET(COL_ID, Int64GetDatum(id));
+	SET_TEXT(COL_SERVER, r->server);
+	SET_TEXT(COL_PERSON_KEY, r->person_key);
+	SET(COL_STATE, CStringGetTextDatum(r->payload ? "pending" : "invalid"));
+	SET_TEXT(COL_PAYLOAD, r->payload);
+	SET_TEXT(COL_ENQUEUED_BY, r->enqueued_by);
+	SET(COL_ATTEMPTS, Int32GetDatum(0));
+	SET(COL_NEXT_ATTEMPT_AT, TimestampTzGetDatum(now));
+	SET_TEXT(COL_LAST_ERROR, r->error);
+	SET(COL_ENQUEUED_AT, TimestampTzGetDatum(now));
+#undef SET
+#undef SET_TEXT
+	ExecStoreVirtualTuple(slot);
 	return id;
 }
 
 /*
  * queue_store_put
- *		Queues a payload (or, when it is invalid, its error) for server.
- *		Returns the new item's id.
+ *		Queues one item (a payload, or the error of an invalid row) and
+ *		returns its id.
  */
 int64
-queue_store_put(QueueStore *store, const char *server, const char *enqueued_by,
-				Payload *payload)
+queue_store_put(QueueStore *store, QueueRow *row)
 {
-	return insert_item(store, server, payload, enqueued_by);
+	int64		id = fill_new_item(store, store->row, row,
+								   GetCurrentTransactionStartTimestamp());
+
+	table_tuple_insert(store->rel, store->row, GetCurrentCommandId(true), 0, NULL);
+	insert_index_entries(store, store->row, false);
+	ExecClearTuple(store->row);
+	return id;
+}
+
+/*
+ * queue_store_put_many
+ *		Queues many items, in the order given: the heap in multi-insert
+ *		batches (one WAL record per page), then their index entries.
+ */
+void
+queue_store_put_many(QueueStore *store, QueueRow *rows, int n)
+{
+	QueueShape *sh = store->shape;
+	BulkInsertState bistate = GetBulkInsertState();
+	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
+													"campus_sync queue batch",
+													ALLOCSET_DEFAULT_SIZES);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	CommandId	cid = GetCurrentCommandId(true);
+
+	if (sh->batch == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(sh->mcxt);
+
+		sh->batch = palloc(sizeof(TupleTableSlot *) * QUEUE_BATCH);
+		for (int i = 0; i < QUEUE_BATCH; i++)
+			sh->batch[i] = MakeSingleTupleTableSlot(sh->desc, &TTSOpsVirtual);
+		MemoryContextSwitchTo(old);
+	}
+
+	for (int done = 0; done < n; done += QUEUE_BATCH)
+	{
+		int			count = Min(QUEUE_BATCH, n - done);
+		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+
+		for (int i = 0; i < count; i++)
+			(void) fill_new_item(store, sh->batch[i], &rows[done + i], now);
+		table_multi_insert(store->rel, sh->batch, count, cid, 0, bistate);
+		for (int i = 0; i < count; i++)
+		{
+			insert_index_entries(store, sh->batch[i], false);
+			ExecClearTuple(sh->batch[i]);
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch_cxt);
+	}
+	FreeBulkInsertState(bistate);
+	MemoryContextDelete(batch_cxt);
 }

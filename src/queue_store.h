@@ -61,10 +61,20 @@ typedef struct QueueStore
 #define ROW_SET_NULL(store, col) \
 	((store)->row->tts_isnull[(store)->attnum[col] - 1] = true)
 
+/* A new item: a payload, or the error of an invalid row (payload NULL). */
+typedef struct QueueRow
+{
+	const char *server;
+	const char *enqueued_by;
+	const char *person_key;
+	const char *payload;
+	const char *error;
+} QueueRow;
+
 /* queue_store.c */
 extern QueueStore *queue_store_open(void);
-extern int64 queue_store_put(QueueStore *store, const char *server,
-							 const char *enqueued_by, Payload *payload);
+extern int64 queue_store_put(QueueStore *store, QueueRow *row);
+extern void queue_store_put_many(QueueStore *store, QueueRow *rows, int n);
 extern void queue_store_close(QueueStore *store);
 extern Oid	queue_relation_oid(const char *relname);
 extern void text_or_null(QueueStore *store, QueueColumn col, const char *s);

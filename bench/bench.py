@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""campus_sync benchmarks (run by bench/run.sh, which starts everything).
+
+Every figure is a ratio to a baseline measured in the same run, variants
+interleaved round by round, medians reported: the machines are shared and
+noisy, and absolute numbers move with them.
+
+  1. calibration: wrk against the same nginx remote (what the remote can do)
+  2. delivery: deliver() draining the queue, 20 ms remote at concurrency 32
+     (bound 1,600/s) and a zero-latency remote; nothing may be lost
+  3. sync_trigger: single-row UPDATE rate (pgbench) and a 100,000-row UPDATE,
+     against no trigger and a hand-written PL/pgSQL outbox trigger
+"""
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+
+import psycopg2
+
+QUICK = "--quick" in sys.argv
+PG_BIN = "/usr/lib/postgresql/15/bin"
+RUN_DIR = os.environ["RUN_DIR"]
+FAST = f"http://127.0.0.1:{os.environ['NGINX_FAST']}"
+SLOW = f"http://127.0.0.1:{os.environ['NGINX_SLOW']}"
+ACCESS_LOG = os.path.join(RUN_DIR, "nginx", "access.log")
+ROUNDS = 2 if QUICK else 5
+PGBENCH_SECONDS = 5 if QUICK else 10
+PEOPLE = 100_000
+
+SETUP = f"""
+CREATE EXTENSION campus_sync;
+CREATE SERVER fast FOREIGN DATA WRAPPER campus_sync
+  OPTIONS (service 'opscom', url '{FAST}', login_source 'BANNER', concurrency '32');
+CREATE SERVER slow FOREIGN DATA WRAPPER campus_sync
+  OPTIONS (service 'opscom', url '{SLOW}', login_source 'BANNER', concurrency '32');
+CREATE USER MAPPING FOR PUBLIC SERVER fast OPTIONS (api_token 'bench-token');
+CREATE USER MAPPING FOR PUBLIC SERVER slow OPTIONS (api_token 'bench-token');
+
+CREATE TABLE people (
+  unique_id text PRIMARY KEY, first_name text, last_name text, email text, city text,
+  state text, zip text, phone_cell text, user_type_id int, date_of_birth date)
+  WITH (autovacuum_enabled = off);
+INSERT INTO people
+SELECT 'U' || g, 'First' || g, 'Last' || g, 'u' || g || '@campus.edu', 'Kingston', 'ON',
+       'K7L 3N6', '613-555-0100', 6, date '1990-01-01' + g % 3000
+FROM generate_series(1, {PEOPLE}) g;
+
+-- the baseline: a hand-written outbox trigger (jsonb_build_object + INSERT)
+CREATE TABLE outbox (id bigserial PRIMARY KEY, server text NOT NULL, person_key text NOT NULL,
+                     payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())
+  WITH (autovacuum_enabled = off);
+CREATE FUNCTION outbox_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO outbox (server, person_key, payload) VALUES ('opscom', NEW.unique_id,
+    jsonb_build_object('unique_id', NEW.unique_id, 'login_source', 'BANNER',
+      'first_name', NEW.first_name, 'last_name', NEW.last_name, 'email', NEW.email,
+      'city', NEW.city, 'state', NEW.state, 'zip', NEW.zip, 'phone_cell', NEW.phone_cell,
+      'user_type_id', NEW.user_type_id::text,
+      'date_of_birth', to_char(NEW.date_of_birth, 'YYYY-MM-DD')));
+  RETURN NULL;
+END $$;
+ALTER TABLE campus_sync.queue_items SET (autovacuum_enabled = off);
+"""
+
+TRIGGERS = {
+    "none": None,
+    "plpgsql": "EXECUTE FUNCTION outbox_trigger()",
+    "sync_trigger": "EXECUTE FUNCTION campus_sync.sync_trigger('fast')",
+}
+
+
+def connect(db="bench"):
+    conn = psycopg2.connect(dbname=db)
+    conn.autocommit = True
+    return conn
+
+
+def sql(conn, statement, args=None):
+    with conn.cursor() as cur:
+        cur.execute(statement, args)
+        return cur.fetchall() if cur.description else None
+
+
+def timed(conn, statement):
+    started = time.monotonic()
+    rows = sql(conn, statement)
+    return time.monotonic() - started, rows
+
+
+def access_log_lines():
+    with open(ACCESS_LOG, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def use_trigger(conn, variant):
+    sql(conn, "DROP TRIGGER IF EXISTS sync ON people")
+    sql(conn, "TRUNCATE outbox, campus_sync.queue_items")
+    sql(conn, "VACUUM ANALYZE people")
+    if TRIGGERS[variant]:
+        sql(conn, f"CREATE TRIGGER sync AFTER INSERT OR UPDATE ON people FOR EACH ROW {TRIGGERS[variant]}")
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def out(line=""):
+    print(line, flush=True)
+
+
+# -- 1. calibration -----------------------------------------------------------
+
+def calibration():
+    script = os.path.join(RUN_DIR, "post.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\n'
+                'wrk.body = \'{"apiToken":"bench-token","unique_id":"U1","login_source":"BANNER",'
+                '"first_name":"First1","last_name":"Last1","email":"u1@campus.edu"}\'\n'
+                'wrk.headers["Content-Type"] = "application/json"\n')
+    rates = {}
+    for name, url in (("zero latency", FAST), ("20 ms", SLOW)):
+        res = subprocess.run(["wrk", "-t2", "-c32", "-d5s", "-s", script,
+                              url + "/api/OC_TOMA/v1/profiles/push"],
+                             capture_output=True, text=True, check=True).stdout
+        rates[name] = float(next(l for l in res.splitlines() if l.startswith("Requests/sec")).split()[1])
+    return rates
+
+
+# -- 2. delivery ----------------------------------------------------------------
+
+def delivery(conn, server, items, rounds):
+    """deliver() draining `items` queued people; returns (rates, lost)."""
+    rates, lost = [], 0
+    for _ in range(rounds):
+        sql(conn, "DROP TRIGGER IF EXISTS sync ON people")
+        sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.target_health")
+        sql(conn, f"SELECT count(campus_sync.enqueue('{server}', p)) FROM people p WHERE unique_id IN "
+                  f"(SELECT 'U' || g FROM generate_series(1, {items}) g)")
+        sql(conn, "VACUUM ANALYZE campus_sync.queue_items")
+        before = access_log_lines()
+        seconds, rows = timed(conn, f"SELECT sum(delivered) FROM campus_sync.deliver('{server}', max_seconds => 600)")
+        delivered = int(rows[0][0])
+        received = access_log_lines() - before
+        waiting = sql(conn, "SELECT count(*) FROM campus_sync.queue_items WHERE state <> 'delivered'")[0][0]
+        lost += (items - delivered) + abs(received - items) + waiting
+        rates.append(delivered / seconds)
+    return rates, lost
+
+
+def synchronous_push(conn, server, items):
+    """opscom_push over a SELECT: one request after the other (pgsql-http style)."""
+    seconds, rows = timed(conn, f"SELECT count(*) FILTER (WHERE (campus_sync.opscom_push(p, server => '{server}')).ok) "
+                                f"FROM people p WHERE unique_id IN (SELECT 'U' || g FROM generate_series(1, {items}) g)")
+    assert rows[0][0] == items
+    return items / seconds
+
+
+# -- 3. sync_trigger ----------------------------------------------------------
+
+def pgbench_tps():
+    script = os.path.join(RUN_DIR, "update.sql")
+    with open(script, "w") as f:
+        f.write(f"\\set id random(1, {PEOPLE})\n"
+                "UPDATE people SET last_name = 'L' || :id || '-' || (random() * 1000000)::int "
+                "WHERE unique_id = 'U' || :id;\n")
+    res = subprocess.run([f"{PG_BIN}/pgbench", "-n", "-c", "8", "-j", "2", "-T", str(PGBENCH_SECONDS),
+                          "-f", script, "bench"], capture_output=True, text=True, check=True).stdout
+    return float(next(l for l in res.splitlines() if l.startswith("tps")).split()[2])
+
+
+def trigger_rates(conn):
+    tps = {v: [] for v in TRIGGERS}
+    for _ in range(ROUNDS):
+        for variant in TRIGGERS:
+            use_trigger(conn, variant)
+            tps[variant].append(pgbench_tps())
+    return tps
+
+
+def bulk_update_seconds(conn):
+    secs = {v: [] for v in TRIGGERS}
+    for _ in range(max(2, ROUNDS - 2)):
+        for variant in TRIGGERS:
+            use_trigger(conn, variant)
+            seconds, _ = timed(conn, "UPDATE people SET last_name = last_name || 'x'")
+            secs[variant].append(seconds)
+            if variant == "sync_trigger":
+                queued = sql(conn, "SELECT count(*) FROM campus_sync.queue_items")[0][0]
+                assert queued == PEOPLE, f"{queued} items queued for {PEOPLE} updated rows"
+    return secs
+
+
+def main():
+    admin = connect("postgres")
+    sql(admin, "DROP DATABASE IF EXISTS bench")
+    sql(admin, "CREATE DATABASE bench")
+    conn = connect()
+    sql(conn, SETUP)
+    sql(conn, "VACUUM ANALYZE")
+
+    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                         capture_output=True, text=True).stdout.strip()
+    out(f"## campus_sync benchmarks, {date.today().isoformat()}")
+    out()
+    out(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
+        f"PostgreSQL 15, default settings but shared_buffers 1GB, max_wal_size 8GB, autovacuum off "
+        f"(tables vacuumed between runs). Medians of {ROUNDS} interleaved rounds.")
+    out()
+
+    cal = calibration()
+    out("### Delivery (deliver(), one backend, concurrency 32)")
+    out()
+    slow_rates, slow_lost = delivery(conn, "slow", 16_000, max(2, ROUNDS - 2))
+    fast_rates, fast_lost = delivery(conn, "fast", PEOPLE, max(2, ROUNDS - 2))
+    sync_rate = synchronous_push(conn, "slow", 500)
+    out("| remote | deliveries/s | baseline in the same run | ratio | lost |")
+    out("|---|---|---|---|---|")
+    out(f"| 20 ms | {median(slow_rates):,.0f} | bound 32 / 20 ms = 1,600/s (wrk: {cal['20 ms']:,.0f}/s) | "
+        f"{median(slow_rates) / 1600:.3f} of the bound | {slow_lost} |")
+    out(f"| zero latency | {median(fast_rates):,.0f} | wrk -c32: {cal['zero latency']:,.0f}/s | "
+        f"{median(fast_rates) / cal['zero latency']:.3f} of wrk | {fast_lost} |")
+    out(f"| 20 ms, opscom_push one row after the other (pgsql-http style) | {sync_rate:,.0f} | deliver(): "
+        f"{median(slow_rates):,.0f}/s | deliver() is {median(slow_rates) / sync_rate:.0f}x faster | 0 |")
+    out()
+
+    out("### sync_trigger")
+    out()
+    tps = trigger_rates(conn)
+    secs = bulk_update_seconds(conn)
+    m = {v: median(t) for v, t in tps.items()}
+    b = {v: median(s) for v, s in secs.items()}
+    out("| workload | no trigger | PL/pgSQL outbox | sync_trigger | sync / none | sync / PL/pgSQL |")
+    out("|---|---|---|---|---|---|")
+    out(f"| single-row UPDATE, pgbench -c 8, tps | {m['none']:,.0f} | {m['plpgsql']:,.0f} | {m['sync_trigger']:,.0f} "
+        f"| {m['sync_trigger'] / m['none']:.2f} | {m['sync_trigger'] / m['plpgsql']:.2f}x |")
+    out(f"| 100,000-row UPDATE, seconds | {b['none']:.2f} | {b['plpgsql']:.2f} | {b['sync_trigger']:.2f} "
+        f"| {b['sync_trigger'] / b['none']:.2f}x the time | {b['plpgsql'] / b['sync_trigger']:.2f}x faster |")
+    out()
+    out("Raw rounds: " + "; ".join(f"{v} tps {', '.join(f'{x:,.0f}' for x in tps[v])}" for v in TRIGGERS)
+        + "; " + "; ".join(f"{v} bulk s {', '.join(f'{x:.2f}' for x in secs[v])}" for v in TRIGGERS))
+    conn.close()
+
+
+if __name__ == "__main__":
+    main()
