@@ -19,6 +19,8 @@ OBJS = \
 	src/queue_store.o \
 	src/queue_claim.o \
 	src/queue_buffer.o \
+	src/queue_move.o \
+	src/inbox.o \
 	src/enqueue.o \
 	src/health.o \
 	src/deliver.o

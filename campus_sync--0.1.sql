@@ -124,8 +124,22 @@ CREATE INDEX queue_items_delivered ON campus_sync.queue_items (server, delivered
 CREATE INDEX queue_items_attention ON campus_sync.queue_items (server, state)
   WHERE state IN ('failed', 'invalid');
 
+-- New items are appended here (enqueue(), sync_trigger()), in the writer's
+-- transaction; the delivery engine moves them into queue_items.  No index:
+-- appending must cost a writer as little as a plain insert.
+CREATE TABLE campus_sync.inbox (
+  id          bigint NOT NULL,
+  server      text COLLATE "C" NOT NULL,
+  person_key  text COLLATE "C",
+  payload     text,               -- NULL for an invalid row
+  error       text,               -- why the row is invalid
+  enqueued_by text NOT NULL,
+  enqueued_at timestamptz NOT NULL
+);
+
 -- pg_dump keeps what is queued
 SELECT pg_catalog.pg_extension_config_dump('campus_sync.queue_items', '');
+SELECT pg_catalog.pg_extension_config_dump('campus_sync.inbox', '');
 SELECT pg_catalog.pg_extension_config_dump('campus_sync.queue_items_id_seq', '');
 
 -- What the delivery engine knows of each target's health, shared between
@@ -142,7 +156,7 @@ CREATE TABLE campus_sync.target_health (
   last_error_at    timestamptz
 );
 
-REVOKE ALL ON campus_sync.queue_items, campus_sync.queue_items_id_seq,
+REVOKE ALL ON campus_sync.queue_items, campus_sync.inbox, campus_sync.queue_items_id_seq,
               campus_sync.target_health FROM PUBLIC;
 
 ------------------------------------------------------------------------------
@@ -194,9 +208,14 @@ BEGIN
     RETURN 0;
   END IF;
   -- a later item of the same person carries a newer state: never resend an older one
-  SELECT min(q.id) INTO newer FROM campus_sync.queue_items q
-  WHERE q.server = item.server AND q.person_key = item.person_key AND q.id > item.id
-    AND q.state <> 'invalid';
+  SELECT min(n.id) INTO newer FROM (
+    SELECT q.id FROM campus_sync.queue_items q
+    WHERE q.server = item.server AND q.person_key = item.person_key AND q.id > item.id
+      AND q.state <> 'invalid'
+    UNION ALL
+    SELECT i.id FROM campus_sync.inbox i
+    WHERE i.server = item.server AND i.person_key = item.person_key AND i.id > item.id
+      AND i.payload IS NOT NULL) n;
   IF newer IS NOT NULL THEN
     RAISE NOTICE 'queue item % is superseded by item %, which holds a later state of the person', retry.id, newer;
     RETURN 0;
@@ -219,6 +238,9 @@ AS $$
       AND NOT EXISTS (SELECT 1 FROM campus_sync.queue_items n
                       WHERE n.server = q.server AND n.person_key = q.person_key
                         AND n.id > q.id AND n.state <> 'invalid')
+      AND NOT EXISTS (SELECT 1 FROM campus_sync.inbox i
+                      WHERE i.server = q.server AND i.person_key = q.person_key
+                        AND i.id > q.id AND i.payload IS NOT NULL)
     RETURNING 1)
   SELECT count(*) FROM requeued
 $$;
@@ -230,14 +252,18 @@ RETURNS bigint
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-  WITH gone AS (
+  WITH servers AS (
+    SELECT s.srvname::text AS name FROM pg_catalog.pg_foreign_server s
+    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+  ), gone AS (
     DELETE FROM campus_sync.queue_items q
     WHERE (q.state = 'delivered' AND q.delivered_at < now() - purge.older_than)
-       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_server s
-                      JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-                      WHERE s.srvname::text = q.server AND w.fdwname = 'campus_sync')
+       OR q.server NOT IN (SELECT name FROM servers)
+    RETURNING 1
+  ), orphans AS (
+    DELETE FROM campus_sync.inbox i WHERE i.server NOT IN (SELECT name FROM servers)
     RETURNING 1)
-  SELECT count(*) FROM gone
+  SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM orphans)
 $$;
 
 REVOKE ALL ON FUNCTION campus_sync.deliver(name, double precision, integer),
@@ -246,8 +272,9 @@ REVOKE ALL ON FUNCTION campus_sync.deliver(name, double precision, integer),
 
 ------------------------------------------------------------------------------
 -- Observability.  An item is in flight while a deliverer holds it: its row
--- is locked by a transaction that holds the campus_sync deliverer lock (an
--- advisory lock with objsubid 7 that deliver() takes).
+-- (in queue_items, or still in the inbox it was taken from) is locked by a
+-- transaction that holds the campus_sync deliverer lock (an advisory lock
+-- with objsubid 7 that deliver() takes).
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION campus_sync.deliverer_xids()
@@ -272,7 +299,13 @@ SELECT q.id, q.server, q.person_key,
             THEN 'in_flight' ELSE q.state END AS state,
        q.attempts, q.next_attempt_at, q.last_http_status, q.last_error, q.remote_id,
        q.enqueued_at, q.delivered_at
-FROM campus_sync.queue_items q;
+FROM campus_sync.queue_items q
+UNION ALL
+SELECT i.id, i.server, i.person_key,
+       CASE WHEN i.xmax IN (SELECT campus_sync.deliverer_xids()) THEN 'in_flight'
+            WHEN i.payload IS NULL THEN 'invalid' ELSE 'pending' END,
+       0, i.enqueued_at, NULL::integer, i.error, NULL::text, i.enqueued_at, NULL::timestamptz
+FROM campus_sync.inbox i;
 
 CREATE VIEW campus_sync.status AS
 SELECT s.srvname AS server,
@@ -297,13 +330,20 @@ LEFT JOIN LATERAL (
   FROM (SELECT q.state, q.enqueued_at,
                q.xmax IN (SELECT campus_sync.deliverer_xids()) AS busy
         FROM campus_sync.queue_items q
-        WHERE q.server = s.srvname::text AND q.state IN ('pending', 'retrying')) x
+        WHERE q.server = s.srvname::text AND q.state IN ('pending', 'retrying')
+        UNION ALL
+        SELECT 'pending', i.enqueued_at, i.xmax IN (SELECT campus_sync.deliverer_xids())
+        FROM campus_sync.inbox i
+        WHERE i.server = s.srvname::text AND i.payload IS NOT NULL) x
 ) w ON true
 LEFT JOIN LATERAL (
-  SELECT count(*) FILTER (WHERE q.state = 'failed') AS failed,
-         count(*) FILTER (WHERE q.state = 'invalid') AS invalid
-  FROM campus_sync.queue_items q
-  WHERE q.server = s.srvname::text AND q.state IN ('failed', 'invalid')
+  SELECT count(*) FILTER (WHERE x.state = 'failed') AS failed,
+         count(*) FILTER (WHERE x.state = 'invalid') AS invalid
+  FROM (SELECT q.state FROM campus_sync.queue_items q
+        WHERE q.server = s.srvname::text AND q.state IN ('failed', 'invalid')
+        UNION ALL
+        SELECT 'invalid' FROM campus_sync.inbox i
+        WHERE i.server = s.srvname::text AND i.payload IS NULL) x
 ) a ON true
 LEFT JOIN LATERAL (
   SELECT count(*) AS delivered_last_hour

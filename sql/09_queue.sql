@@ -10,18 +10,19 @@ CREATE TABLE people (
 CREATE TRIGGER people_opscom AFTER INSERT OR UPDATE ON people
   FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('opscom');
 
--- A row written queues its body (no secret in it) in the same transaction.
+-- A row written queues its body (no secret in it) in the same transaction:
+-- appended to the inbox, which deliver() moves into queue_items.
 INSERT INTO people VALUES ('Q1', 'Ann', 'Lee', 'ann@campus.edu', '2001-02-03', 'n1');
-SELECT id, server, person_key, state, payload, enqueued_by, attempts
-FROM campus_sync.queue_items ORDER BY id;
+SELECT id, server, person_key, payload, enqueued_by FROM campus_sync.inbox ORDER BY id;
+SELECT id, server, person_key, state, attempts FROM campus_sync.queue ORDER BY id;
 
 -- The trigger's items are written when the transaction commits; a
 -- rolled-back transaction queues (and so sends) nothing.
 BEGIN;
 INSERT INTO people VALUES ('Q2', 'Bob', 'Ray', 'bob@campus.edu', NULL, NULL);
-SELECT count(*) AS queued_before_commit FROM campus_sync.queue_items WHERE person_key = 'Q2';
+SELECT count(*) AS queued_before_commit FROM campus_sync.queue WHERE person_key = 'Q2';
 ROLLBACK;
-SELECT count(*) AS queued_after_rollback FROM campus_sync.queue_items WHERE person_key = 'Q2';
+SELECT count(*) AS queued_after_rollback FROM campus_sync.queue WHERE person_key = 'Q2';
 -- a savepoint rolled back takes its items along, the rest commit
 BEGIN;
 INSERT INTO people VALUES ('Q7', 'Sam', 'Vee', 'q7@campus.edu', NULL, NULL);
@@ -32,14 +33,14 @@ SAVEPOINT s2;
 INSERT INTO people VALUES ('Q9', 'Una', 'Vee', 'q9@campus.edu', NULL, NULL);
 RELEASE SAVEPOINT s2;
 COMMIT;
-SELECT person_key, state FROM campus_sync.queue_items WHERE person_key IN ('Q7', 'Q8', 'Q9') ORDER BY 1;
-DELETE FROM campus_sync.queue_items WHERE person_key IN ('Q7', 'Q9');
+SELECT person_key, state FROM campus_sync.queue WHERE person_key IN ('Q7', 'Q8', 'Q9') ORDER BY 1;
+DELETE FROM campus_sync.inbox WHERE person_key IN ('Q7', 'Q9');
 DELETE FROM people WHERE unique_id IN ('Q7', 'Q9');
 
 -- An UPDATE that changes nothing that is sent queues nothing.
 UPDATE people SET first_name = first_name WHERE unique_id = 'Q1';
 UPDATE people SET banner_note = 'not an API field' WHERE unique_id = 'Q1';
-SELECT count(*) AS items FROM campus_sync.queue_items;
+SELECT count(*) AS items FROM campus_sync.queue;
 
 -- 20 more updates queue 21 more states of the person; delivery sends only
 -- the newest (coalescing) and removes the ones it supersedes (below).
@@ -49,20 +50,20 @@ DO $$ BEGIN
   END LOOP;
 END $$;
 UPDATE people SET last_name = 'Lee-21' WHERE unique_id = 'Q1';
-SELECT count(*) AS items, max(payload::jsonb ->> 'last_name') FILTER (WHERE id = (SELECT max(id) FROM campus_sync.queue_items)) AS newest
-FROM campus_sync.queue_items WHERE person_key = 'Q1';
+SELECT count(*) AS items, max(payload::jsonb ->> 'last_name') FILTER (WHERE id = (SELECT max(id) FROM campus_sync.inbox)) AS newest
+FROM campus_sync.inbox WHERE person_key = 'Q1';
 
 -- An invalid row does not block the write: kept as an invalid item, with a WARNING.
 INSERT INTO people VALUES ('Q3', repeat('x', 60), 'Long', 'q3@campus.edu', NULL, NULL);
 SELECT unique_id FROM people WHERE unique_id = 'Q3';
-SELECT id, person_key, state, payload, last_error FROM campus_sync.queue_items WHERE state = 'invalid';
+SELECT id, person_key, state, last_error FROM campus_sync.queue WHERE state = 'invalid';
 -- fixing the row queues a good item, which supersedes the invalid one
 UPDATE people SET first_name = 'Quinn' WHERE unique_id = 'Q3';
-SELECT id, person_key, state, payload IS NOT NULL AS has_payload
-FROM campus_sync.queue_items WHERE person_key = 'Q3' ORDER BY id;
+SELECT id, person_key, payload IS NOT NULL AS has_payload
+FROM campus_sync.inbox WHERE person_key = 'Q3' ORDER BY id;
 -- a row with no key at all
 INSERT INTO people VALUES ('Q4', 'Ok', 'Fine', 'not-an-email', NULL, NULL);
-SELECT person_key, state, last_error FROM campus_sync.queue_items WHERE person_key = 'Q4';
+SELECT person_key, state, last_error FROM campus_sync.queue WHERE person_key = 'Q4';
 -- on_invalid 'error' refuses the write instead, with the field's SQLSTATE
 ALTER SERVER opscom OPTIONS (ADD on_invalid 'error');
 SELECT err($q$INSERT INTO people VALUES ('Q5', repeat('y', 51), 'Long', 'q5@campus.edu', NULL, NULL)$q$);
@@ -208,7 +209,7 @@ CREATE TABLE spriden (spriden_id text, first text, last text, email text);
 CREATE TRIGGER spriden_opscom AFTER INSERT OR UPDATE ON spriden FOR EACH ROW
   EXECUTE FUNCTION campus_sync.sync_trigger('opscom', '{"unique_id": "spriden_id", "first_name": "first", "last_name": "last"}');
 INSERT INTO spriden VALUES ('S00042', 'Grace', 'Hopper', 'gh@campus.edu');
-SELECT payload FROM campus_sync.queue_items WHERE person_key = 'S00042';
+SELECT payload FROM campus_sync.inbox WHERE person_key = 'S00042';
 CREATE TABLE misuse (unique_id text);
 CREATE TRIGGER m1 BEFORE INSERT ON misuse FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('opscom');
 SELECT err($q$INSERT INTO misuse VALUES ('x')$q$);
@@ -240,7 +241,7 @@ SELECT err($q$SELECT count(*) FROM campus_sync.status$q$);
 SELECT err($q$SELECT * FROM campus_sync.deliver()$q$);
 SELECT err($q$SELECT campus_sync.retry_failed()$q$);
 RESET ROLE;
-SELECT person_key, state, enqueued_by FROM campus_sync.queue_items WHERE person_key = 'Q3' ORDER BY id DESC LIMIT 1;
+SELECT person_key, enqueued_by FROM campus_sync.inbox WHERE person_key = 'Q3' ORDER BY id DESC LIMIT 1;
 CREATE ROLE table_owner;
 CREATE TABLE owned_people (unique_id text, first_name text, last_name text, email text);
 ALTER TABLE owned_people OWNER TO table_owner;
@@ -248,11 +249,12 @@ CREATE TRIGGER owned_opscom AFTER INSERT ON owned_people FOR EACH ROW EXECUTE FU
 SELECT err($q$INSERT INTO owned_people VALUES ('O1', 'Own', 'Er', 'o1@campus.edu')$q$);
 GRANT USAGE ON FOREIGN SERVER opscom TO table_owner;
 INSERT INTO owned_people VALUES ('O1', 'Own', 'Er', 'o1@campus.edu');
-SELECT person_key, state FROM campus_sync.queue_items WHERE person_key = 'O1';
+SELECT person_key, state FROM campus_sync.queue WHERE person_key = 'O1';
 
 -- No secret in any queue row.
-SELECT count(*) AS rows_with_a_secret FROM campus_sync.queue_items q
-WHERE q::text ~ 'opscom-test-token|pat-test-|cc-static-token';
+SELECT (SELECT count(*) FROM campus_sync.queue_items q WHERE q::text ~ 'opscom-test-token|pat-test-|cc-static-token')
+     + (SELECT count(*) FROM campus_sync.inbox i WHERE i::text ~ 'opscom-test-token|pat-test-|cc-static-token')
+       AS rows_with_a_secret;
 -- The queue view has no payload column (personal data stays in the table).
 SELECT attname FROM pg_attribute WHERE attrelid = 'campus_sync.queue'::regclass AND attnum > 0 ORDER BY attnum;
 

@@ -53,6 +53,7 @@
 #define DELIVERER_LOCK_CLASS 0x43535943	/* "CSYC" */
 #define DELIVERER_LOCK_OBJID 1
 #define DELIVERER_LOCK_SUBID 7
+#define MOVER_LOCK_SUBID 8
 
 typedef struct ServerRun ServerRun;
 
@@ -103,6 +104,7 @@ typedef struct DeliverRun
 	int64		max_items;		/* 0: no limit */
 	int64		started;
 	TimestampTz deadline;
+	bool		mover;			/* this transaction moves the inbox */
 } DeliverRun;
 
 static SPIPlanPtr purge_plan = NULL;
@@ -164,8 +166,50 @@ new_item(DeliverRun *run, ServerRun *sr, ClaimedItem *c)
 }
 
 /*
- * Claims up to n due items of a server from its cursor on (then, once,
- * from the start: people before the cursor may have become due).
+ * Only one deliverer at a time moves items from the inbox, and it keeps
+ * the right until its transaction ends: the items it moved stay invisible
+ * to the others until then, and two deliverers each holding a different
+ * state of one person could send them out of order.  The others deliver
+ * what is already in the queue.
+ */
+static bool
+take_mover_lock(DeliverRun *run)
+{
+	LOCKTAG		tag;
+
+	if (run->mover)
+		return true;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, DELIVERER_LOCK_CLASS,
+						 DELIVERER_LOCK_OBJID, MOVER_LOCK_SUBID);
+	run->mover = LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+	return run->mover;
+}
+
+/*
+ * New items in the inbox: move them into the queue, where every server's
+ * claims can find them.
+ */
+static bool
+move_new_items(DeliverRun *run)
+{
+	ListCell   *lc;
+
+	if (!take_mover_lock(run) || queue_move_inbox(run->store) == 0)
+		return false;
+	foreach(lc, run->servers)
+	{
+		ServerRun  *sr = lfirst(lc);
+
+		sr->exhausted = false;
+		sr->cursor.person_key = NULL;
+	}
+	return true;
+}
+
+/*
+ * Claims up to n due items of a server from its cursor on (then from the
+ * start: people before the cursor may have become due; then after moving
+ * what arrived in the inbox meanwhile).
  */
 static int
 claim(DeliverRun *run, ServerRun *sr, int n)
@@ -174,16 +218,19 @@ claim(DeliverRun *run, ServerRun *sr, int n)
 	ListCell   *lc;
 	MemoryContext old;
 
-	for (int pass = 0; pass < 2; pass++)
+	for (int pass = 0; pass < 3; pass++)
 	{
 		int			nheld;
 		int64	   *held = held_ids(sr, &nheld);
 
 		claimed = queue_claim(run->store, sr->target->server_name, &sr->cursor,
 							  held, nheld, n);
-		if (claimed != NIL || sr->cursor.person_key == NULL)
+		if (claimed != NIL)
 			break;
-		sr->cursor.person_key = NULL;
+		if (sr->cursor.person_key != NULL)
+			sr->cursor.person_key = NULL;
+		else if (pass == 2 || !move_new_items(run))
+			break;
 	}
 
 	old = MemoryContextSwitchTo(run->mcxt);

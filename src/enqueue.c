@@ -27,6 +27,7 @@
 #include "utils/syscache.h"
 
 #include "payload.h"
+#include "inbox.h"
 #include "queue_buffer.h"
 #include "queue_store.h"
 #include "row_plan.h"
@@ -37,6 +38,7 @@ PG_FUNCTION_INFO_V1(campus_sync_sync_trigger);
 static void
 queue_row_of(QueueRow *row, SyncTarget *target, const char *enqueued_by, Payload *payload)
 {
+	memset(row, 0, sizeof(QueueRow));
 	row->server = target->server_name;
 	row->enqueued_by = enqueued_by;
 	row->person_key = payload->person_key;
@@ -63,16 +65,6 @@ check_invalid(SyncTarget *target, Payload *payload)
 			 errhint("Correct the row; its next change queues the person again. Set the server option on_invalid to 'error' to refuse such writes instead.")));
 }
 
-static int64
-queue_now(QueueRow *row)
-{
-	QueueStore *store = queue_store_open();
-	int64		id = queue_store_put(store, row);
-
-	queue_store_close(store);
-	return id;
-}
-
 /* enqueue(server, person, mapping) -> the queue item's id */
 Datum
 campus_sync_enqueue(PG_FUNCTION_ARGS)
@@ -95,7 +87,7 @@ campus_sync_enqueue(PG_FUNCTION_ARGS)
 	queue_row_of(&row, plan->target, GetUserNameFromId(GetUserId(), false), &payload);
 	/* the trigger's items of this transaction go first: a person's order */
 	queue_buffer_flush();
-	PG_RETURN_INT64(queue_now(&row));
+	PG_RETURN_INT64(inbox_put(&row));
 }
 
 /*
@@ -312,6 +304,6 @@ campus_sync_sync_trigger(PG_FUNCTION_ARGS)
 	check_invalid(plan->target, &payload);
 	queue_row_of(&row, plan->target, plan->checked_role_name, &payload);
 	if (!queue_buffer_add(&row))
-		(void) queue_now(&row);
+		(void) inbox_put(&row);
 	return PointerGetDatum(NULL);
 }

@@ -2,10 +2,9 @@
  *
  * queue_buffer.c
  *	  The sync trigger's items wait here, in the transaction's memory, and
- *	  are written to campus_sync.queue_items just before it commits
- *	  (XACT_EVENT_PRE_COMMIT), sorted by person: one multi-insert, index
- *	  entries in key order, ids in commit order.  A 100,000-row UPDATE
- *	  then costs a fraction of what writing each item at once did.
+ *	  are appended to campus_sync.inbox just before it commits
+ *	  (XACT_EVENT_PRE_COMMIT), sorted by person, in multi-insert batches,
+ *	  with ids in commit order.
  *
  *	  A rolled-back transaction drops them with its memory.  Only the top
  *	  level buffers: an item queued inside a subtransaction is written at
@@ -21,6 +20,7 @@
 #include "access/xact.h"
 #include "utils/memutils.h"
 
+#include "inbox.h"
 #include "queue_buffer.h"
 
 /* Written at once past these. */
@@ -142,7 +142,6 @@ compare_rows(const void *a, const void *b)
 void
 queue_buffer_flush(void)
 {
-	QueueStore *store;
 	QueueRow   *sorted;
 
 	if (nrows == 0 || GetCurrentTransactionNestLevel() > 1)
@@ -152,9 +151,7 @@ queue_buffer_flush(void)
 	for (int i = 0; i < nrows; i++)
 		sorted[i] = rows[i].row;
 
-	store = queue_store_open();
-	queue_store_put_many(store, sorted, nrows);
-	queue_store_close(store);
+	inbox_put_many(sorted, nrows);
 
 	pfree(sorted);
 	MemoryContextReset(buffer_cxt);

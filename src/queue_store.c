@@ -14,12 +14,12 @@
  *	  The CHECK constraint on state guards writers that use SQL; this code
  *	  writes only valid states and does not evaluate it.
  *
- *	  Enqueueing only inserts: coalescing happens when the items are
- *	  delivered (queue_claim.c sends a person's newest waiting item and
- *	  removes the older ones).  A person's items carry ids from the
- *	  sequence, in the order their transactions queued them; changes that
- *	  the person's row serializes (a trigger on the person table) are thus
- *	  numbered in commit order.
+ *	  New items arrive through campus_sync.inbox (inbox.c), which the
+ *	  delivery engine moves here in batches (queue_move.c); coalescing
+ *	  happens then and when items are claimed (queue_claim.c).  A person's
+ *	  items carry ids from the sequence, in the order their transactions
+ *	  queued them; changes that the person's row serializes (a trigger on
+ *	  the person table) are thus numbered in commit order.
  *
  *-------------------------------------------------------------------------
  */
@@ -338,14 +338,15 @@ person_scan_key(ScanKey key, const char *person_key)
 }
 
 /*
- * Fills a slot with a new item.  Its strings must outlive the slot's use:
+ * Fills a slot with a new item (id and enqueued_at from the row when it
+ * has them: an item moved from the inbox keeps them).  Its strings must outlive the slot's use:
  * the caller's memory context holds them.
  */
 static int64
 fill_new_item(QueueStore *store, TupleTableSlot *slot, QueueRow *r, TimestampTz now)
 {
 	AttrNumber *attnum = store->shape->attnum;
-	int64		id = nextval_internal(store->shape->seq_oid, false);
+	int64		id = r->id ? r->id : nextval_internal(store->shape->seq_oid, false);
 
 #define SET(col, datum) \
 	(slot->tts_values[attnum[col] - 1] = (datum), slot->tts_isnull[attnum[col] - 1] = false)
@@ -364,27 +365,10 @@ fill_new_item(QueueStore *store, TupleTableSlot *slot, QueueRow *r, TimestampTz 
 	SET(COL_ATTEMPTS, Int32GetDatum(0));
 	SET(COL_NEXT_ATTEMPT_AT, TimestampTzGetDatum(now));
 	SET_TEXT(COL_LAST_ERROR, r->error);
-	SET(COL_ENQUEUED_AT, TimestampTzGetDatum(now));
+	SET(COL_ENQUEUED_AT, TimestampTzGetDatum(r->enqueued_at ? r->enqueued_at : now));
 #undef SET
 #undef SET_TEXT
 	ExecStoreVirtualTuple(slot);
-	return id;
-}
-
-/*
- * queue_store_put
- *		Queues one item (a payload, or the error of an invalid row) and
- *		returns its id.
- */
-int64
-queue_store_put(QueueStore *store, QueueRow *row)
-{
-	int64		id = fill_new_item(store, store->row, row,
-								   GetCurrentTransactionStartTimestamp());
-
-	table_tuple_insert(store->rel, store->row, GetCurrentCommandId(true), 0, NULL);
-	insert_index_entries(store, store->row, false);
-	ExecClearTuple(store->row);
 	return id;
 }
 

@@ -64,16 +64,17 @@ typedef struct QueueStore
 /* A new item: a payload, or the error of an invalid row (payload NULL). */
 typedef struct QueueRow
 {
+	int64		id;				/* 0: the next from the sequence */
 	const char *server;
 	const char *enqueued_by;
 	const char *person_key;
 	const char *payload;
 	const char *error;
+	TimestampTz enqueued_at;	/* 0: the transaction's start */
 } QueueRow;
 
 /* queue_store.c */
 extern QueueStore *queue_store_open(void);
-extern int64 queue_store_put(QueueStore *store, QueueRow *row);
 extern void queue_store_put_many(QueueStore *store, QueueRow *rows, int n);
 extern void queue_store_close(QueueStore *store);
 extern Oid	queue_relation_oid(const char *relname);
@@ -124,5 +125,8 @@ extern void queue_record(QueueStore *store, ItemPointer tid, ItemOutcome *outcom
 extern void queue_remove(QueueStore *store, ItemPointer tid);
 extern bool queue_has_successor(QueueStore *store, const char *server,
 								const char *key, int64 id);
+
+/* queue_move.c */
+extern int	queue_move_inbox(QueueStore *store);
 
 #endif							/* CAMPUS_SYNC_QUEUE_STORE_H */

@@ -1,0 +1,270 @@
+/*-------------------------------------------------------------------------
+ *
+ * inbox.c
+ *	  Appending to campus_sync.inbox, and taking from it.
+ *
+ *	  Appends happen in the writer's transaction (a rollback takes them
+ *	  along), with ids from the queue's sequence.  Taking locks the rows
+ *	  it returns (SKIP LOCKED: two deliverers never take the same row) and
+ *	  the caller removes them in the same transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "commands/sequence.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "inbox.h"
+
+typedef enum InboxColumn
+{
+	IN_ID,
+	IN_SERVER,
+	IN_PERSON_KEY,
+	IN_PAYLOAD,
+	IN_ERROR,
+	IN_ENQUEUED_BY,
+	IN_ENQUEUED_AT,
+	N_INBOX_COLUMNS
+} InboxColumn;
+
+static const char *const inbox_column_names[N_INBOX_COLUMNS] = {
+	"id", "server", "person_key", "payload", "error", "enqueued_by", "enqueued_at"
+};
+
+/* Items appended per multi-insert. */
+#define INBOX_BATCH 1000
+
+/* What the backend keeps of the inbox between uses. */
+typedef struct InboxShape
+{
+	bool		valid;
+	MemoryContext mcxt;
+	Oid			rel_oid;
+	Oid			seq_oid;
+	TupleDesc	desc;			/* a copy: slots do not pin the relcache's */
+	AttrNumber	attnum[N_INBOX_COLUMNS];
+	TupleTableSlot **slots;		/* INBOX_BATCH virtual slots */
+} InboxShape;
+
+static InboxShape shape;
+static bool callback_registered = false;
+
+static void
+forget_shape(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (!OidIsValid(relid) || relid == shape.rel_oid || relid == shape.seq_oid)
+		shape.valid = false;
+}
+
+static Relation
+open_inbox(void)
+{
+	Relation	rel;
+	MemoryContext old;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_shape, (Datum) 0);
+		callback_registered = true;
+	}
+	rel = table_open(shape.valid ? shape.rel_oid : queue_relation_oid("inbox"),
+					 RowExclusiveLock);
+	if (shape.valid && shape.rel_oid == RelationGetRelid(rel))
+		return rel;
+
+	if (shape.mcxt)
+		MemoryContextDelete(shape.mcxt);
+	memset(&shape, 0, sizeof(shape));
+	shape.mcxt = AllocSetContextCreate(CacheMemoryContext, "campus_sync inbox shape",
+									   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(shape.mcxt);
+	shape.rel_oid = RelationGetRelid(rel);
+	shape.seq_oid = queue_relation_oid("queue_items_id_seq");
+	shape.desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	for (int c = 0; c < N_INBOX_COLUMNS; c++)
+	{
+		for (int a = 0; a < shape.desc->natts; a++)
+			if (!TupleDescAttr(shape.desc, a)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(shape.desc, a)->attname), inbox_column_names[c]) == 0)
+				shape.attnum[c] = a + 1;
+		if (shape.attnum[c] == InvalidAttrNumber)
+			elog(ERROR, "campus_sync.inbox has no column \"%s\"", inbox_column_names[c]);
+	}
+	shape.slots = palloc(sizeof(TupleTableSlot *) * INBOX_BATCH);
+	for (int i = 0; i < INBOX_BATCH; i++)
+		shape.slots[i] = MakeSingleTupleTableSlot(shape.desc, &TTSOpsVirtual);
+	MemoryContextSwitchTo(old);
+	shape.valid = true;
+	return rel;
+}
+
+static int64
+fill(TupleTableSlot *slot, QueueRow *r, TimestampTz now)
+{
+	int64		id = nextval_internal(shape.seq_oid, false);
+
+#define SET(col, datum) \
+	(slot->tts_values[shape.attnum[col] - 1] = (datum), slot->tts_isnull[shape.attnum[col] - 1] = false)
+
+	ExecClearTuple(slot);
+	for (int i = 0; i < slot->tts_tupleDescriptor->natts; i++)
+		slot->tts_isnull[i] = true;
+	SET(IN_ID, Int64GetDatum(id));
+	SET(IN_SERVER, CStringGetTextDatum(r->server));
+	if (r->person_key)
+		SET(IN_PERSON_KEY, CStringGetTextDatum(r->person_key));
+	if (r->payload)
+		SET(IN_PAYLOAD, CStringGetTextDatum(r->payload));
+	if (r->error)
+		SET(IN_ERROR, CStringGetTextDatum(r->error));
+	SET(IN_ENQUEUED_BY, CStringGetTextDatum(r->enqueued_by));
+	SET(IN_ENQUEUED_AT, TimestampTzGetDatum(now));
+#undef SET
+	ExecStoreVirtualTuple(slot);
+	return id;
+}
+
+/* Appends one item; returns its id. */
+int64
+inbox_put(QueueRow *row)
+{
+	Relation	rel = open_inbox();
+	int64		id = fill(shape.slots[0], row, GetCurrentTransactionStartTimestamp());
+
+	table_tuple_insert(rel, shape.slots[0], GetCurrentCommandId(true), 0, NULL);
+	ExecClearTuple(shape.slots[0]);
+	table_close(rel, NoLock);
+	return id;
+}
+
+/* Appends many items, in the order given, in multi-insert batches. */
+void
+inbox_put_many(QueueRow *rows, int n)
+{
+	Relation	rel = open_inbox();
+	BulkInsertState bistate = GetBulkInsertState();
+	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
+													"campus_sync inbox batch",
+													ALLOCSET_DEFAULT_SIZES);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	for (int done = 0; done < n; done += INBOX_BATCH)
+	{
+		int			count = Min(INBOX_BATCH, n - done);
+		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+
+		for (int i = 0; i < count; i++)
+			(void) fill(shape.slots[i], &rows[done + i], now);
+		table_multi_insert(rel, shape.slots, count, GetCurrentCommandId(true), 0, bistate);
+		for (int i = 0; i < count; i++)
+			ExecClearTuple(shape.slots[i]);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch_cxt);
+	}
+	FreeBulkInsertState(bistate);
+	MemoryContextDelete(batch_cxt);
+	table_close(rel, NoLock);
+}
+
+static char *
+text_of(TupleTableSlot *slot, InboxColumn col)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, shape.attnum[col], &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* Rows handed to the caller at a time. */
+#define DRAIN_BATCH 1000
+
+/*
+ * inbox_drain
+ *		Takes every committed row of the inbox, in batches: locks them
+ *		(skipping any another transaction holds), hands each batch to func,
+ *		then deletes them.  Returns the number taken.
+ *
+ *		All of them, not some: the inbox is in no order, and a person's
+ *		newer state moved ahead of an older one left behind could be sent
+ *		first.  The caller holds the mover lock (deliver.c), so no other
+ *		deliverer drains at the same time.
+ */
+int
+inbox_drain(InboxBatchFunc func, void *arg)
+{
+	Relation	rel = open_inbox();
+	Snapshot	snapshot;
+	TableScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TupleTableSlot *locked = table_slot_create(rel, NULL);
+	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
+													"campus_sync inbox drain",
+													ALLOCSET_DEFAULT_SIZES);
+	InboxItem  *items = palloc(sizeof(InboxItem) * DRAIN_BATCH);
+	int			n = 0;
+	int			total = 0;
+	bool		more = true;
+
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	while (more)
+	{
+		more = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+		if (more)
+		{
+			TM_FailureData tmfd;
+			ItemPointerData tid = slot->tts_tid;
+			InboxItem  *item;
+			bool		isnull;
+			MemoryContext old;
+
+			if (table_tuple_lock(rel, &tid, snapshot, locked, GetCurrentCommandId(true),
+								 LockTupleExclusive, LockWaitSkip, 0, &tmfd) != TM_Ok)
+				continue;
+			old = MemoryContextSwitchTo(batch_cxt);
+			item = &items[n++];
+			item->tid = tid;
+			item->id = DatumGetInt64(slot_getattr(locked, shape.attnum[IN_ID], &isnull));
+			memset(&item->row, 0, sizeof(QueueRow));
+			item->row.id = item->id;
+			item->row.server = text_of(locked, IN_SERVER);
+			item->row.person_key = text_of(locked, IN_PERSON_KEY);
+			item->row.payload = text_of(locked, IN_PAYLOAD);
+			item->row.error = text_of(locked, IN_ERROR);
+			item->row.enqueued_by = text_of(locked, IN_ENQUEUED_BY);
+			item->row.enqueued_at = DatumGetTimestampTz(slot_getattr(locked, shape.attnum[IN_ENQUEUED_AT],
+																	 &isnull));
+			MemoryContextSwitchTo(old);
+		}
+		if (n == DRAIN_BATCH || (!more && n > 0))
+		{
+			func(items, n, arg);
+			for (int i = 0; i < n; i++)
+				simple_table_tuple_delete(rel, &items[i].tid, snapshot);
+			total += n;
+			n = 0;
+			MemoryContextReset(batch_cxt);
+		}
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	ExecDropSingleTupleTableSlot(slot);
+	ExecDropSingleTupleTableSlot(locked);
+	MemoryContextDelete(batch_cxt);
+	pfree(items);
+	table_close(rel, NoLock);
+	return total;
+}
