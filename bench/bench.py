@@ -98,7 +98,7 @@ def access_log_lines():
 
 def use_trigger(conn, variant):
     sql(conn, "DROP TRIGGER IF EXISTS sync ON people")
-    sql(conn, "TRUNCATE outbox, campus_sync.queue_items")
+    sql(conn, "TRUNCATE outbox, campus_sync.queue_items, campus_sync.inbox")
     sql(conn, "VACUUM ANALYZE people")
     if TRIGGERS[variant]:
         sql(conn, f"CREATE TRIGGER sync AFTER INSERT OR UPDATE ON people FOR EACH ROW {TRIGGERS[variant]}")
@@ -137,7 +137,7 @@ def delivery(conn, server, items, rounds):
     rates, lost = [], 0
     for _ in range(rounds):
         sql(conn, "DROP TRIGGER IF EXISTS sync ON people")
-        sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.target_health")
+        sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.target_health")
         sql(conn, f"SELECT count(campus_sync.enqueue('{server}', p)) FROM people p WHERE unique_id IN "
                   f"(SELECT 'U' || g FROM generate_series(1, {items}) g)")
         sql(conn, "VACUUM ANALYZE campus_sync.queue_items")
@@ -189,7 +189,7 @@ def bulk_update_seconds(conn):
             seconds, _ = timed(conn, "UPDATE people SET last_name = last_name || 'x'")
             secs[variant].append(seconds)
             if variant == "sync_trigger":
-                queued = sql(conn, "SELECT count(*) FROM campus_sync.queue_items")[0][0]
+                queued = sql(conn, "SELECT count(*) FROM campus_sync.inbox")[0][0]
                 assert queued == PEOPLE, f"{queued} items queued for {PEOPLE} updated rows"
     return secs
 

@@ -401,6 +401,21 @@ next_claimed(DeliverRun *run, ServerRun *sr)
 	return item;
 }
 
+/* Claims up to twice the concurrency more (within max_items). */
+static int
+claim_more(DeliverRun *run, ServerRun *sr)
+{
+	int64		want = 2 * sr->target->concurrency;
+
+	if (sr->exhausted)
+		return 0;
+	if (run->max_items > 0)
+		want = Min(want, run->max_items - run->started - list_length(sr->claimed));
+	if (want <= 0)
+		return 0;
+	return claim(run, sr, (int) want);
+}
+
 /*
  * Starts items of a server while it has room; claims more when needed.
  * A server that is down gets one probe when one is due.
@@ -425,21 +440,19 @@ fill(DeliverRun *run, ServerRun *sr)
 
 	while (sr->in_flight < sr->target->concurrency && !stopping(run))
 	{
-		if (sr->claimed == NIL)
-		{
-			int64		want = 2 * sr->target->concurrency;
-
-			if (sr->exhausted)
-				return;
-			if (run->max_items > 0)
-				want = Min(want, run->max_items - run->started);
-			if (claim(run, sr, (int) want) == 0)
-				return;
-		}
+		if (sr->claimed == NIL && claim_more(run, sr) == 0)
+			return;
 		start_item(run, next_claimed(run, sr));
 		if (!sr->health.up)
 			return;				/* it just went down */
 	}
+
+	/*
+	 * Claim the next items now, while every slot is busy, rather than when
+	 * a slot is free and would wait for the claim.
+	 */
+	if (list_length(sr->claimed) < sr->target->concurrency && !stopping(run))
+		(void) claim_more(run, sr);
 }
 
 static bool
