@@ -123,6 +123,8 @@ extern PayloadError *missing_field_error(const char *service_label,
 										 const char *hint);
 
 extern void add_source_column(int *columns, int *n, SourceColumn *col);
+extern void json_add_field(StringInfo buf, bool *first, const char *field,
+						   const char *value);
 extern void json_add_string(StringInfo buf, bool *first, const char *key,
 							const char *value);
 extern void json_add_bool(StringInfo buf, bool *first, const char *key,

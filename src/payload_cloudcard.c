@@ -435,7 +435,7 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 	for (int i = 0; i < N_CLOUDCARD_FIELDS; i++)
 	{
 		if (texts[i] != NULL)
-			json_add_string(&buf, &first, cloudcard_fields[i].name, texts[i]);
+			json_add_field(&buf, &first, cloudcard_fields[i].name, texts[i]);
 		else if (bools[i] >= 0)
 			json_add_bool(&buf, &first, cloudcard_fields[i].name, bools[i] == 1);
 	}

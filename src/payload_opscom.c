@@ -256,7 +256,7 @@ opscom_build(PayloadPlan *base, RowValues *row, Payload *out)
 	appendStringInfoChar(&buf, '{');
 	for (int i = 0; i < N_OPSCOM_FIELDS; i++)
 		if (values[i] != NULL)
-			json_add_string(&buf, &first, opscom_fields[i].name, values[i]);
+			json_add_field(&buf, &first, opscom_fields[i].name, values[i]);
 	appendStringInfoChar(&buf, '}');
 
 	out->body = buf.data;

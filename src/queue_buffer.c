@@ -3,8 +3,8 @@
  * queue_buffer.c
  *	  The sync trigger's items wait here, in the transaction's memory, and
  *	  are appended to campus_sync.inbox just before it commits
- *	  (XACT_EVENT_PRE_COMMIT), sorted by person, in multi-insert batches,
- *	  with ids in commit order.
+ *	  (XACT_EVENT_PRE_COMMIT), in multi-insert batches, with ids in commit
+ *	  order.
  *
  *	  A rolled-back transaction drops them with its memory.  Only the top
  *	  level buffers: an item queued inside a subtransaction is written at
@@ -27,14 +27,8 @@
 #define BUFFER_MAX_ITEMS 10000
 #define BUFFER_MAX_BYTES (16 * 1024 * 1024)
 
-typedef struct BufferedRow
-{
-	QueueRow	row;
-	int			seq;			/* order of arrival: ties keep it */
-} BufferedRow;
-
 static MemoryContext buffer_cxt = NULL;	/* child of TopTransactionContext */
-static BufferedRow *rows = NULL;
+static QueueRow *rows = NULL;
 static int	nrows = 0;
 static int	capacity = 0;
 static Size bytes = 0;
@@ -93,7 +87,7 @@ copy(const char *s)
 bool
 queue_buffer_add(QueueRow *row)
 {
-	BufferedRow *b;
+	QueueRow   *b;
 
 	if (GetCurrentTransactionNestLevel() > 1)
 		return false;
@@ -103,57 +97,35 @@ queue_buffer_add(QueueRow *row)
 	if (nrows == capacity)
 	{
 		capacity = Max(64, capacity * 2);
-		rows = rows ? repalloc(rows, sizeof(BufferedRow) * capacity) :
-			MemoryContextAlloc(buffer_cxt, sizeof(BufferedRow) * capacity);
+		rows = rows ? repalloc(rows, sizeof(QueueRow) * capacity) :
+			MemoryContextAlloc(buffer_cxt, sizeof(QueueRow) * capacity);
 	}
-	b = &rows[nrows];
-	b->seq = nrows++;
-	b->row.server = copy(row->server);
-	b->row.enqueued_by = copy(row->enqueued_by);
-	b->row.person_key = copy(row->person_key);
-	b->row.payload = copy(row->payload);
-	b->row.error = copy(row->error);
+	b = &rows[nrows++];
+	memset(b, 0, sizeof(QueueRow));
+	b->server = copy(row->server);
+	b->enqueued_by = copy(row->enqueued_by);
+	b->person_key = copy(row->person_key);
+	b->payload = copy(row->payload);
+	b->error = copy(row->error);
 
 	if (nrows >= BUFFER_MAX_ITEMS || bytes >= BUFFER_MAX_BYTES)
 		queue_buffer_flush();
 	return true;
 }
 
-static int
-compare_rows(const void *a, const void *b)
-{
-	const BufferedRow *x = a;
-	const BufferedRow *y = b;
-	int			c;
-
-	if (x->row.person_key == NULL || y->row.person_key == NULL)
-		c = (x->row.person_key == NULL) - (y->row.person_key == NULL);
-	else
-		c = strcmp(x->row.person_key, y->row.person_key);
-	return c != 0 ? c : x->seq - y->seq;
-}
-
 /*
  * queue_buffer_flush
- *		Writes the kept items, sorted by person (a person's items in the
- *		order they came).  Outside the top level it leaves them for the
- *		commit: written inside a subtransaction, they would share its fate.
+ *		Writes the kept items, in the order they came.  Outside the top
+ *		level it leaves them for the commit: written inside a
+ *		subtransaction, they would share its fate.
  */
 void
 queue_buffer_flush(void)
 {
-	QueueRow   *sorted;
-
 	if (nrows == 0 || GetCurrentTransactionNestLevel() > 1)
 		return;
-	qsort(rows, nrows, sizeof(BufferedRow), compare_rows);
-	sorted = palloc(sizeof(QueueRow) * nrows);
-	for (int i = 0; i < nrows; i++)
-		sorted[i] = rows[i].row;
+	inbox_put_many(rows, nrows);
 
-	inbox_put_many(sorted, nrows);
-
-	pfree(sorted);
 	MemoryContextReset(buffer_cxt);
 	rows = NULL;
 	nrows = capacity = 0;

@@ -14,6 +14,9 @@ SYS_PYTHON=/usr/bin/python3
 CS_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libcjson-dev
              pkg-config make gcc curl openssl python3 python3-psycopg2)
 
+# what cs_cleanup stops and removes: only what this script started
+unset MOCK_PID NGINX_PID PGDATA_DIR RUN_DIR
+
 cs_log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
 as_root() {
