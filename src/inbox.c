@@ -93,15 +93,7 @@ open_inbox(void)
 	shape.rel_oid = RelationGetRelid(rel);
 	shape.seq_oid = queue_relation_oid("queue_items_id_seq");
 	shape.desc = CreateTupleDescCopy(RelationGetDescr(rel));
-	for (int c = 0; c < N_INBOX_COLUMNS; c++)
-	{
-		for (int a = 0; a < shape.desc->natts; a++)
-			if (!TupleDescAttr(shape.desc, a)->attisdropped &&
-				strcmp(NameStr(TupleDescAttr(shape.desc, a)->attname), inbox_column_names[c]) == 0)
-				shape.attnum[c] = a + 1;
-		if (shape.attnum[c] == InvalidAttrNumber)
-			elog(ERROR, "campus_sync.inbox has no column \"%s\"", inbox_column_names[c]);
-	}
+	find_columns(shape.desc, inbox_column_names, N_INBOX_COLUMNS, shape.attnum, "inbox");
 	shape.slots = palloc(sizeof(TupleTableSlot *) * INBOX_BATCH);
 	for (int i = 0; i < INBOX_BATCH; i++)
 		shape.slots[i] = MakeSingleTupleTableSlot(shape.desc, &TTSOpsVirtual);

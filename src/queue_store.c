@@ -133,8 +133,28 @@ queue_relation_oid(const char *relname)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation campus_sync.%s does not exist", relname),
-				 errhint("The campus_sync extension is not installed correctly; try ALTER EXTENSION campus_sync UPDATE.")));
+				 errhint("The campus_sync extension is not installed correctly; reinstall it.")));
 	return relid;
+}
+
+/* The attribute numbers of the named columns of a campus_sync table. */
+void
+find_columns(TupleDesc desc, const char *const *names, int n, AttrNumber *attnum,
+			 const char *relname)
+{
+	for (int c = 0; c < n; c++)
+	{
+		attnum[c] = InvalidAttrNumber;
+		for (int a = 0; a < desc->natts; a++)
+			if (!TupleDescAttr(desc, a)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(desc, a)->attname), names[c]) == 0)
+				attnum[c] = a + 1;
+		if (attnum[c] == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("campus_sync.%s has no column \"%s\"", relname, names[c]),
+					 errhint("The campus_sync extension is not installed correctly; reinstall it.")));
+	}
 }
 
 /*
@@ -161,15 +181,8 @@ build_shape(Relation rel)
 	shape.key_index_oid = queue_relation_oid("queue_items_key");
 	shape.seq_oid = queue_relation_oid("queue_items_id_seq");
 	shape.desc = CreateTupleDescCopy(RelationGetDescr(rel));
-	for (int c = 0; c < N_QUEUE_COLUMNS; c++)
-	{
-		for (int a = 0; a < shape.desc->natts; a++)
-			if (!TupleDescAttr(shape.desc, a)->attisdropped &&
-				strcmp(NameStr(TupleDescAttr(shape.desc, a)->attname), queue_column_names[c]) == 0)
-				shape.attnum[c] = a + 1;
-		if (shape.attnum[c] == InvalidAttrNumber)
-			elog(ERROR, "campus_sync.queue_items has no column \"%s\"", queue_column_names[c]);
-	}
+	find_columns(shape.desc, queue_column_names, N_QUEUE_COLUMNS, shape.attnum,
+				 "queue_items");
 
 	shape.estate = CreateExecutorState();
 	index_oids = RelationGetIndexList(rel);

@@ -78,6 +78,8 @@ extern QueueStore *queue_store_open(void);
 extern void queue_store_put_many(QueueStore *store, QueueRow *rows, int n);
 extern void queue_store_close(QueueStore *store);
 extern Oid	queue_relation_oid(const char *relname);
+extern void find_columns(TupleDesc desc, const char *const *names, int n,
+						 AttrNumber *attnum, const char *relname);
 extern void text_or_null(QueueStore *store, QueueColumn col, const char *s);
 extern char *slot_text(QueueStore *store, TupleTableSlot *slot, QueueColumn col);
 extern int64 slot_int64(QueueStore *store, TupleTableSlot *slot, QueueColumn col);

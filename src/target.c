@@ -502,14 +502,6 @@ campus_sync_fdw_oid(void)
 	return get_foreign_data_wrapper_oid("campus_sync", false);
 }
 
-bool
-target_is_campus_sync_server(Oid server_oid)
-{
-	ForeignServer *server = GetForeignServerExtended(server_oid, FSV_MISSING_OK);
-
-	return server != NULL && server->fdwid == campus_sync_fdw_oid();
-}
-
 static void
 target_defaults(SyncTarget *t)
 {

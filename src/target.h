@@ -68,7 +68,6 @@ extern SyncTarget *target_load(const char *server_name, Jsonb *call_options,
 extern SyncTarget *target_load_oid(Oid server_oid);
 extern TargetSecret *target_secret(SyncTarget *target, Oid roleid,
 								   bool missing_ok);
-extern bool target_is_campus_sync_server(Oid server_oid);
 extern List *target_all_servers(void);
 
 #endif							/* CAMPUS_SYNC_TARGET_H */
