@@ -16,6 +16,11 @@ SELECT mock('behave?delay_ms=2000&count=1');
 SELECT r.ok, r.http_status, regexp_replace(r.error, '\d+ milliseconds', 'N milliseconds') AS error
 FROM students s, LATERAL campus_sync.opscom_push(s, options => '{"timeout_ms": 300}') r WHERE unique_id = 'S001';
 
+-- a connection the remote drops without answering: a transport error
+SELECT mock('behave?drop=true&count=1');
+SELECT r.ok, r.http_status, r.error FROM students s, LATERAL campus_sync.opscom_push(s) r WHERE unique_id = 'S001';
+SELECT (campus_sync.opscom_push(s)).ok AS next_call_ok FROM students s WHERE unique_id = 'S001';
+
 -- TLS is verified: the mock's self-signed certificate is refused until its CA is given.
 DO $$ BEGIN
   EXECUTE format('CREATE SERVER opscom_tls FOREIGN DATA WRAPPER campus_sync OPTIONS (service %L, url %L, login_source %L)',

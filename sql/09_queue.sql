@@ -155,6 +155,18 @@ SELECT state, attempts, last_http_status, payload::jsonb ->> 'first_name' AS fir
 FROM campus_sync.queue_items WHERE person_key = 'Q1' AND id > (SELECT max(id) FROM campus_sync.queue_items WHERE person_key = 'Q1' AND state = 'failed')
 ORDER BY id;
 SELECT count(*) AS requests, max(r->'json'->>'first_name') FILTER (WHERE (r->>'seq')::int = 2) AS second_sent FROM mock_requests() r;
+-- Retry-After may also be an HTTP date
+SELECT mock_reset();
+SELECT mock('behave?path_prefix=/api/OC_TOMA&status=429&count=1&retry_after=' ||
+            replace(to_char(now() AT TIME ZONE 'UTC' + interval '300 s', 'Dy, DD Mon YYYY HH24:MI:SS'), ' ', '%20') || '%20GMT')
+       ->> 'ok' AS rule_added;
+UPDATE people SET first_name = 'Ann7b' WHERE unique_id = 'Q1';
+SELECT * FROM campus_sync.deliver('opscom');
+SELECT state, last_http_status, next_attempt_at BETWEEN now() + interval '290 s' AND now() + interval '310 s' AS at_that_date
+FROM campus_sync.queue_items WHERE person_key = 'Q1' AND state = 'retrying';
+UPDATE campus_sync.queue_items SET next_attempt_at = now() - interval '1 s' WHERE person_key = 'Q1' AND state = 'retrying';
+SELECT * FROM campus_sync.deliver('opscom');
+
 -- max_attempts, then failed
 ALTER SERVER opscom OPTIONS (ADD max_attempts '2');
 SELECT mock('behave?path_prefix=/api/OC_TOMA&status=500&count=2');
@@ -242,6 +254,21 @@ SELECT err($q$SELECT * FROM campus_sync.deliver()$q$);
 SELECT err($q$SELECT campus_sync.retry_failed()$q$);
 RESET ROLE;
 SELECT person_key, enqueued_by FROM campus_sync.inbox WHERE person_key = 'Q3' ORDER BY id DESC LIMIT 1;
+-- even a role with nothing but UPDATE on one column fires it
+CREATE TABLE small_people (unique_id text, first_name text, last_name text, email text);
+INSERT INTO small_people VALUES ('U1', 'Una', 'Old', 'u1@campus.edu'), ('U2', 'Ugo', 'Old', 'u2@campus.edu');
+CREATE TRIGGER small_opscom AFTER UPDATE ON small_people FOR EACH ROW
+  EXECUTE FUNCTION campus_sync.sync_trigger('opscom');
+CREATE ROLE updater LOGIN;
+GRANT UPDATE (last_name) ON small_people TO updater;
+SET ROLE updater;
+UPDATE small_people SET last_name = 'New';
+RESET ROLE;
+SELECT person_key, payload::jsonb ->> 'last_name' AS last_name FROM campus_sync.inbox
+WHERE enqueued_by = 'updater' ORDER BY 1;
+DELETE FROM campus_sync.inbox WHERE enqueued_by = 'updater';
+DROP TABLE small_people;
+DROP ROLE updater;
 CREATE ROLE table_owner;
 CREATE TABLE owned_people (unique_id text, first_name text, last_name text, email text);
 ALTER TABLE owned_people OWNER TO table_owner;

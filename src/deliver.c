@@ -1,14 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * deliver.c
- *	  The delivery engine.  Claims due items with SELECT ... FOR UPDATE SKIP
- *	  LOCKED (so concurrent deliverers never send an item twice at once),
- *	  keeps up to `concurrency` requests in flight per server on the
- *	  backend's libcurl multi handle, and records outcomes in batches.
+ *	  The delivery engine.  Moves new items from the inbox into the queue
+ *	  (one deliverer at a time), claims due items the way SELECT ... FOR
+ *	  UPDATE SKIP LOCKED would (concurrent deliverers never send an item
+ *	  twice at once), keeps up to `concurrency` requests in flight per
+ *	  server on the backend's libcurl multi handle, and records each
+ *	  outcome as it comes.
  *
- *	  Per person, items go out one at a time and in id order: an item is
- *	  claimed only when no older item of the same person is waiting (one a
- *	  deliverer holds still looks waiting to everybody else).
+ *	  Per person, one request at a time, the newest state: a claim takes a
+ *	  person's newest waiting item and the older ones it supersedes
+ *	  (queue_claim.c).
  *
  *	  Everything happens in the caller's transaction: results become
  *	  visible at its commit, and if it aborts the items are sent again
@@ -31,7 +33,6 @@
 #include "storage/lock.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
