@@ -17,6 +17,14 @@ if ! make -C "$CS_ROOT" -s installcheck PG_CONFIG=$PG_BIN/pg_config; then
   status=1
 fi
 
+cs_log "mock API self-test"
+if ! "$SYS_PYTHON" "$CS_ROOT/test/mock_selftest.py" >"$RUN_DIR/mock_selftest.log" 2>&1; then
+  cat "$RUN_DIR/mock_selftest.log"
+  status=1
+else
+  echo "ok: $(grep -c '^ok' "$RUN_DIR/mock_selftest.log") checks of the mock passed"
+fi
+
 cs_log "integration suites"
 export MOCK_API MOCK_CONTROL MOCK_TLS PGHOST PGPORT PGUSER PG_BIN PGDATA_DIR RUN_DIR
 if ! "$SYS_PYTHON" "$CS_ROOT/test/integration/run.py"; then
