@@ -302,7 +302,7 @@ class QueueTest(unittest.TestCase):
         subprocess.run(["runuser", "-u", "postgres", "--", os.environ["PG_BIN"] + "/pg_ctl", "-D",
                         os.environ["PGDATA_DIR"], "-m", "immediate", "-w", "-l",
                         os.environ["RUN_DIR"] + "/postgres.log", "restart"],
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, cwd="/")  # postgres may not read the cwd
         QueueTest.conn = self.conn = wait_for(self._reconnect, 30, what="the server after the crash")
         self.assertEqual(scalar(self.conn, "SELECT count(*) FROM campus_sync.queue WHERE state = 'pending'"), 75)
         self.drain()
