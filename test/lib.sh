@@ -23,6 +23,11 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# The server's tools run as postgres, from / (it may not read the caller's cwd).
+as_postgres() {
+  (cd / && as_root runuser -u postgres -- "$@")
+}
+
 # Installs the Debian packages given (default: the project's) that are missing.
 cs_ensure_packages() {
   local wanted=("$@") missing=() p
@@ -52,7 +57,7 @@ cs_free_port() {
 cs_cleanup() {
   set +e
   if [ -n "${PGDATA_DIR:-}" ] && [ -f "$PGDATA_DIR/postmaster.pid" ]; then
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate stop >/dev/null 2>&1
+    as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate stop >/dev/null 2>&1
   fi
   [ -n "${MOCK_PID:-}" ] && kill "$MOCK_PID" 2>/dev/null && wait "$MOCK_PID" 2>/dev/null
   [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null
@@ -92,7 +97,7 @@ cs_start_cluster() {
   mkdir -p "$PGDATA_DIR"
   # the server (postgres) writes its socket and log here
   chown postgres: "$RUN_DIR" "$PGDATA_DIR"
-  runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres -E UTF8 \
+  as_postgres "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres -E UTF8 \
     --locale=C.UTF-8 --auth=trust >"$RUN_DIR/initdb.log" 2>&1 \
     || { cat "$RUN_DIR/initdb.log" >&2; return 1; }
   {
@@ -107,13 +112,13 @@ cs_start_cluster() {
     echo "test.ca_file = '$RUN_DIR/mock.crt'"
     for line in "$@"; do echo "$line"; done
   } >>"$PGDATA_DIR/postgresql.conf"
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$RUN_DIR/postgres.log" -w start >/dev/null \
+  as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$RUN_DIR/postgres.log" -w start >/dev/null \
     || { cat "$RUN_DIR/postgres.log" >&2; return 1; }
   PSQL=("$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q -d postgres)
 }
 
 cs_restart_cluster() {
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$RUN_DIR/postgres.log" -w -m "${1:-fast}" restart >/dev/null
+  as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$RUN_DIR/postgres.log" -w -m "${1:-fast}" restart >/dev/null
 }
 
 # Everything a run needs; the caller traps cs_cleanup.
