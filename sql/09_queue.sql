@@ -36,6 +36,21 @@ COMMIT;
 SELECT person_key, state FROM campus_sync.queue WHERE person_key IN ('Q7', 'Q8', 'Q9') ORDER BY 1;
 DELETE FROM campus_sync.inbox WHERE person_key IN ('Q7', 'Q9');
 DELETE FROM people WHERE unique_id IN ('Q7', 'Q9');
+-- a transaction's items keep the order it queued them in, whether written
+-- at commit (top level) or at once (a savepoint, an EXCEPTION block, enqueue())
+BEGIN;
+INSERT INTO people VALUES ('QA', 'First', 'Vee', 'qa@campus.edu', NULL, NULL);
+SAVEPOINT s3;
+UPDATE people SET first_name = 'Second' WHERE unique_id = 'QA';
+RELEASE SAVEPOINT s3;
+UPDATE people SET first_name = 'Third' WHERE unique_id = 'QA';
+SELECT campus_sync.enqueue('opscom', (SELECT p FROM people p WHERE unique_id = 'QA'),
+                           '{"first_name": "last_name"}') > 0 AS enqueued_fourth;
+COMMIT;
+SELECT payload::jsonb ->> 'first_name' AS first_name FROM campus_sync.inbox
+WHERE person_key = 'QA' ORDER BY id;
+DELETE FROM campus_sync.inbox WHERE person_key = 'QA';
+DELETE FROM people WHERE unique_id = 'QA';
 
 -- An UPDATE that changes nothing that is sent queues nothing.
 UPDATE people SET first_name = first_name WHERE unique_id = 'Q1';

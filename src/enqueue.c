@@ -85,8 +85,6 @@ campus_sync_enqueue(PG_FUNCTION_ARGS)
 	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(1), &payload);
 	check_invalid(plan->target, &payload);
 	queue_row_of(&row, plan->target, GetUserNameFromId(GetUserId(), false), &payload);
-	/* the trigger's items of this transaction go first: a person's order */
-	queue_buffer_flush();
 	PG_RETURN_INT64(inbox_put(&row));
 }
 

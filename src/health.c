@@ -182,6 +182,8 @@ health_failure(TargetHealth *h, bool temporary, const char *error,
 {
 	double		wait_s;
 
+	if (h->last_error)
+		pfree(h->last_error);
 	h->last_error = MemoryContextStrdup(h->mcxt, error);
 	h->last_error_at = now;
 	h->changed = true;

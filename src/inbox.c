@@ -102,10 +102,23 @@ open_inbox(void)
 	return rel;
 }
 
+/*
+ * The next item id.  The trigger takes it when the row changes, so that a
+ * transaction's items are numbered in the order it queued them, whether
+ * they are written at once (from a subtransaction) or at commit.
+ */
+int64
+inbox_next_id(void)
+{
+	if (!shape.valid)
+		table_close(open_inbox(), NoLock);
+	return nextval_internal(shape.seq_oid, false);
+}
+
 static int64
 fill(TupleTableSlot *slot, QueueRow *r, TimestampTz now)
 {
-	int64		id = nextval_internal(shape.seq_oid, false);
+	int64		id = r->id ? r->id : inbox_next_id();
 
 #define SET(col, datum) \
 	(slot->tts_values[shape.attnum[col] - 1] = (datum), slot->tts_isnull[shape.attnum[col] - 1] = false)
@@ -128,7 +141,7 @@ fill(TupleTableSlot *slot, QueueRow *r, TimestampTz now)
 	return id;
 }
 
-/* Appends one item; returns its id. */
+/* Appends one item; returns its id (the row's, or the next one). */
 int64
 inbox_put(QueueRow *row)
 {

@@ -23,6 +23,7 @@ typedef struct InboxItem
 	QueueRow	row;
 } InboxItem;
 
+extern int64 inbox_next_id(void);
 extern int64 inbox_put(QueueRow *row);
 extern void inbox_put_many(QueueRow *rows, int n);
 typedef void (*InboxBatchFunc) (InboxItem *items, int n, void *arg);

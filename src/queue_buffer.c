@@ -3,15 +3,15 @@
  * queue_buffer.c
  *	  The sync trigger's items wait here, in the transaction's memory, and
  *	  are appended to campus_sync.inbox just before it commits
- *	  (XACT_EVENT_PRE_COMMIT), in multi-insert batches, with ids in commit
- *	  order.
+ *	  (XACT_EVENT_PRE_COMMIT), in multi-insert batches.  Each takes its id
+ *	  when it is queued, so a person's items keep the order they were
+ *	  queued in, however they reach the inbox.
  *
  *	  A rolled-back transaction drops them with its memory.  Only the top
  *	  level buffers: an item queued inside a subtransaction is written at
  *	  once, so that a rolled-back savepoint takes it along.  Items are also
- *	  written when the buffer grows large, and before anything in the same
- *	  transaction reads or adds to the queue directly (enqueue(), deliver()),
- *	  so that a person's items keep their order.
+ *	  written when the buffer grows large, and before deliver() reads the
+ *	  queue (it sends its own transaction's items too).
  *
  *-------------------------------------------------------------------------
  */
@@ -102,6 +102,7 @@ queue_buffer_add(QueueRow *row)
 	}
 	b = &rows[nrows++];
 	memset(b, 0, sizeof(QueueRow));
+	b->id = inbox_next_id();
 	b->server = copy(row->server);
 	b->enqueued_by = copy(row->enqueued_by);
 	b->person_key = copy(row->person_key);

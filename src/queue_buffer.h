@@ -2,7 +2,7 @@
  *
  * queue_buffer.h
  *	  The sync trigger's items, kept in memory until the transaction
- *	  commits and then written to the queue in one sorted batch.
+ *	  commits and then appended to the inbox in multi-insert batches.
  *
  *-------------------------------------------------------------------------
  */

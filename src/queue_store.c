@@ -1,10 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * queue_store.c
- *	  Puts a person on the queue, in the caller's transaction, without SPI:
- *	  this runs in every sync trigger.  It reads and writes
- *	  campus_sync.queue_items the way logical replication's apply worker
- *	  does: index scans, table_tuple_lock, table_tuple_insert and index
+ *	  campus_sync.queue_items without SPI or the planner: the delivery
+ *	  engine reads and writes it the way logical replication's apply worker
+ *	  does: index scans, table_tuple_lock, table_multi_insert and index
  *	  insertion.
  *
  *	  What does not change between transactions -- the table's shape, the
@@ -16,10 +15,10 @@
  *
  *	  New items arrive through campus_sync.inbox (inbox.c), which the
  *	  delivery engine moves here in batches (queue_move.c); coalescing
- *	  happens then and when items are claimed (queue_claim.c).  A person's
- *	  items carry ids from the sequence, in the order their transactions
- *	  queued them; changes that the person's row serializes (a trigger on
- *	  the person table) are thus numbered in commit order.
+ *	  happens then and when items are claimed (queue_claim.c).  Items keep
+ *	  the ids they were given when queued: in the order their transactions
+ *	  queued them, which is commit order for changes that the person's row
+ *	  serializes (a trigger on the person table).
  *
  *-------------------------------------------------------------------------
  */
@@ -33,7 +32,6 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation_d.h"
-#include "commands/sequence.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
@@ -69,7 +67,6 @@ typedef struct QueueShape
 	MemoryContext mcxt;
 	Oid			rel_oid;
 	Oid			key_index_oid;
-	Oid			seq_oid;
 	TupleDesc	desc;			/* a copy: slots do not pin the relcache's */
 	AttrNumber	attnum[N_QUEUE_COLUMNS];
 	int			nindexes;
@@ -93,7 +90,7 @@ forget_shape(Datum arg, Oid relid)
 	(void) arg;
 	if (!shape.valid)
 		return;
-	if (!OidIsValid(relid) || relid == shape.rel_oid || relid == shape.seq_oid)
+	if (!OidIsValid(relid) || relid == shape.rel_oid)
 		shape.valid = false;
 	for (int i = 0; shape.valid && i < shape.nindexes; i++)
 		if (relid == shape.indexes[i].oid)
@@ -179,7 +176,6 @@ build_shape(Relation rel)
 
 	shape.rel_oid = RelationGetRelid(rel);
 	shape.key_index_oid = queue_relation_oid("queue_items_key");
-	shape.seq_oid = queue_relation_oid("queue_items_id_seq");
 	shape.desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	find_columns(shape.desc, queue_column_names, N_QUEUE_COLUMNS, shape.attnum,
 				 "queue_items");
@@ -351,15 +347,14 @@ person_scan_key(ScanKey key, const char *person_key)
 }
 
 /*
- * Fills a slot with a new item (id and enqueued_at from the row when it
- * has them: an item moved from the inbox keeps them).  Its strings must outlive the slot's use:
- * the caller's memory context holds them.
+ * Fills a slot with an item moved from the inbox (it keeps its id and
+ * enqueued_at).  Its strings must outlive the slot's use: the caller's
+ * memory context holds them.
  */
-static int64
+static void
 fill_new_item(QueueStore *store, TupleTableSlot *slot, QueueRow *r, TimestampTz now)
 {
 	AttrNumber *attnum = store->shape->attnum;
-	int64		id = r->id ? r->id : nextval_internal(store->shape->seq_oid, false);
 
 #define SET(col, datum) \
 	(slot->tts_values[attnum[col] - 1] = (datum), slot->tts_isnull[attnum[col] - 1] = false)
@@ -369,7 +364,7 @@ fill_new_item(QueueStore *store, TupleTableSlot *slot, QueueRow *r, TimestampTz 
 	ExecClearTuple(slot);
 	for (int i = 0; i < slot->tts_tupleDescriptor->natts; i++)
 		slot->tts_isnull[i] = true;
-	SET(COL_ID, Int64GetDatum(id));
+	SET(COL_ID, Int64GetDatum(r->id));
 	SET_TEXT(COL_SERVER, r->server);
 	SET_TEXT(COL_PERSON_KEY, r->person_key);
 	SET(COL_STATE, CStringGetTextDatum(r->payload ? "pending" : "invalid"));
@@ -378,16 +373,15 @@ fill_new_item(QueueStore *store, TupleTableSlot *slot, QueueRow *r, TimestampTz 
 	SET(COL_ATTEMPTS, Int32GetDatum(0));
 	SET(COL_NEXT_ATTEMPT_AT, TimestampTzGetDatum(now));
 	SET_TEXT(COL_LAST_ERROR, r->error);
-	SET(COL_ENQUEUED_AT, TimestampTzGetDatum(r->enqueued_at ? r->enqueued_at : now));
+	SET(COL_ENQUEUED_AT, TimestampTzGetDatum(r->enqueued_at));
 #undef SET
 #undef SET_TEXT
 	ExecStoreVirtualTuple(slot);
-	return id;
 }
 
 /*
  * queue_store_put_many
- *		Queues many items, in the order given: the heap in multi-insert
+ *		Queues many items moved from the inbox: the heap in multi-insert
  *		batches (one WAL record per page), then their index entries.
  */
 void
@@ -417,7 +411,7 @@ queue_store_put_many(QueueStore *store, QueueRow *rows, int n)
 		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
 
 		for (int i = 0; i < count; i++)
-			(void) fill_new_item(store, sh->batch[i], &rows[done + i], now);
+			fill_new_item(store, sh->batch[i], &rows[done + i], now);
 		table_multi_insert(store->rel, sh->batch, count, cid, 0, bistate);
 		for (int i = 0; i < count; i++)
 		{

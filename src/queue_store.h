@@ -64,13 +64,13 @@ typedef struct QueueStore
 /* A new item: a payload, or the error of an invalid row (payload NULL). */
 typedef struct QueueRow
 {
-	int64		id;				/* 0: the next from the sequence */
+	int64		id;				/* 0: the next from the sequence (inbox) */
 	const char *server;
 	const char *enqueued_by;
 	const char *person_key;
 	const char *payload;
 	const char *error;
-	TimestampTz enqueued_at;	/* 0: the transaction's start */
+	TimestampTz enqueued_at;	/* read from the inbox; appends use the transaction's start */
 } QueueRow;
 
 /* queue_store.c */
