@@ -102,7 +102,7 @@ CREATE TABLE campus_sync.queue_items (
   remote_id        text,
   enqueued_at      timestamptz NOT NULL DEFAULT now(),
   delivered_at     timestamptz
-) WITH (fillfactor = 80);           -- room for in-place (HOT) coalescing updates
+) WITH (fillfactor = 80);           -- room for HOT updates while an item is retried
 
 ALTER SEQUENCE campus_sync.queue_items_id_seq OWNED BY campus_sync.queue_items.id;
 
@@ -114,7 +114,7 @@ CREATE INDEX queue_items_id ON campus_sync.queue_items USING brin (id);
 ALTER TABLE campus_sync.queue_items REPLICA IDENTITY FULL;
 
 -- a person's waiting items, for the engine's claims (coalescing, per-person
--- order).  One narrow column: every sync trigger inserts into it.
+-- order).  One narrow column: every item moved from the inbox enters it.
 CREATE INDEX queue_items_key ON campus_sync.queue_items (person_key)
   WHERE state IN ('pending', 'retrying', 'invalid');
 -- delivered items by age, for purge() and the status view

@@ -77,7 +77,7 @@ class QueueTest(unittest.TestCase):
 
     def setUp(self):
         mock("reset")
-        query(self.conn, "TRUNCATE people; DELETE FROM campus_sync.queue_items; "
+        query(self.conn, "TRUNCATE people; DELETE FROM campus_sync.queue_items; DELETE FROM campus_sync.inbox; "
                          "DELETE FROM campus_sync.target_health; "
                          "ALTER SERVER opscom OPTIONS (SET url %s)", (os.environ["MOCK_API"],))
         for option in ("concurrency", "max_attempts"):
