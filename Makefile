@@ -1,6 +1,6 @@
 # campus_sync: a PostgreSQL extension (PGXS build)
 EXTENSION = campus_sync
-EXTVERSION = 0.1
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" campus_sync.control)
 
 MODULE_big = campus_sync
 OBJS = \
@@ -25,7 +25,8 @@ OBJS = \
 	src/health.o \
 	src/deliver.o
 
-DATA = campus_sync--$(EXTVERSION).sql
+# every install and upgrade script: ALTER EXTENSION ... UPDATE walks the chain
+DATA = $(wildcard campus_sync--*.sql)
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=.

@@ -121,8 +121,20 @@ cs_restart_cluster() {
   as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$RUN_DIR/postgres.log" -w -m "${1:-fast}" restart >/dev/null
 }
 
+# The extension installs into the one PostgreSQL on the machine: two runs
+# at once (two checkouts) would replace each other's build mid-test.  The
+# lock is held until the script exits.
+cs_take_install_lock() {
+  exec 9>/tmp/campus_sync.install.lock
+  if ! flock -n 9; then
+    cs_log "waiting for another campus_sync test run to finish"
+    flock 9
+  fi
+}
+
 # Everything a run needs; the caller traps cs_cleanup.
 cs_setup() {
+  cs_take_install_lock
   cs_ensure_packages
   cs_build_install
   RUN_DIR=$(mktemp -d /tmp/campus_sync.XXXXXX)
