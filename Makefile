@@ -23,7 +23,9 @@ OBJS = \
 	src/inbox.o \
 	src/enqueue.o \
 	src/health.o \
-	src/deliver.o
+	src/deliver.o \
+	src/deliver_sql.o \
+	src/trigger_check.o
 
 # every install and upgrade script: ALTER EXTENSION ... UPDATE walks the chain
 DATA = $(wildcard campus_sync--*.sql)

@@ -5,3 +5,363 @@
 -- What 0.2 changes in SQL objects, section by section.  The upgrade-chain
 -- test (test/upgrade_chain.sh) proves that 0.1 updated with this file has
 -- the same catalog as a fresh 0.2.
+
+------------------------------------------------------------------------------
+-- Items belong to the server they were built for: its OID, service and
+-- person key.  Items of 0.1 get those of their server now; items of servers
+-- that no longer exist could never be sent and are discarded.
+------------------------------------------------------------------------------
+
+ALTER TABLE campus_sync.queue_items
+  ADD COLUMN server_oid oid, ADD COLUMN service text, ADD COLUMN key_field text;
+ALTER TABLE campus_sync.inbox
+  ADD COLUMN server_oid oid, ADD COLUMN service text, ADD COLUMN key_field text;
+
+WITH servers AS (SELECT s.oid, s.srvname::text AS name, o.service,
+          CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
+               ELSE 'unique_id' END AS key_field
+   FROM pg_catalog.pg_foreign_server s
+   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+   CROSS JOIN LATERAL (
+     SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
+            max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
+     FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o)
+UPDATE campus_sync.queue_items q SET server_oid = s.oid, service = s.service, key_field = s.key_field
+FROM servers s WHERE s.name = q.server;
+DELETE FROM campus_sync.queue_items WHERE server_oid IS NULL;
+WITH servers AS (SELECT s.oid, s.srvname::text AS name, o.service,
+          CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
+               ELSE 'unique_id' END AS key_field
+   FROM pg_catalog.pg_foreign_server s
+   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+   CROSS JOIN LATERAL (
+     SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
+            max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
+     FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o)
+UPDATE campus_sync.inbox i SET server_oid = s.oid, service = s.service, key_field = s.key_field
+FROM servers s WHERE s.name = i.server;
+DELETE FROM campus_sync.inbox WHERE server_oid IS NULL;
+
+ALTER TABLE campus_sync.queue_items
+  ALTER COLUMN server_oid SET NOT NULL, ALTER COLUMN service SET NOT NULL,
+  ALTER COLUMN key_field SET NOT NULL;
+ALTER TABLE campus_sync.inbox
+  ALTER COLUMN server_oid SET NOT NULL, ALTER COLUMN service SET NOT NULL,
+  ALTER COLUMN key_field SET NOT NULL;
+
+DROP INDEX campus_sync.queue_items_delivered;
+CREATE INDEX queue_items_delivered ON campus_sync.queue_items (server_oid, delivered_at)
+  WHERE state = 'delivered';
+DROP INDEX campus_sync.queue_items_attention;
+CREATE INDEX queue_items_attention ON campus_sync.queue_items (server_oid, state)
+  WHERE state IN ('failed', 'invalid');
+
+CREATE OR REPLACE FUNCTION campus_sync.retry(id bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  item campus_sync.queue_items;
+  newer bigint;
+BEGIN
+  SELECT * INTO item FROM campus_sync.queue_items q WHERE q.id = retry.id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue item % does not exist', retry.id
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF item.state = 'invalid' THEN
+    RAISE EXCEPTION 'queue item % is invalid and cannot be retried', retry.id
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = item.last_error,
+            HINT = 'Correct the source row; its next change queues the person again.';
+  END IF;
+  IF item.state IN ('pending', 'delivered') THEN
+    RETURN 0;
+  END IF;
+  -- a later item of the same person carries a newer state: never resend an older one
+  SELECT min(n.id) INTO newer FROM (
+    SELECT q.id FROM campus_sync.queue_items q
+    WHERE q.server_oid = item.server_oid AND q.person_key = item.person_key AND q.id > item.id
+      AND q.state <> 'invalid'
+    UNION ALL
+    SELECT i.id FROM campus_sync.inbox i
+    WHERE i.server_oid = item.server_oid AND i.person_key = item.person_key AND i.id > item.id
+      AND i.payload IS NOT NULL) n;
+  IF newer IS NOT NULL THEN
+    RAISE NOTICE 'queue item % is superseded by item %, which holds a later state of the person', retry.id, newer;
+    RETURN 0;
+  END IF;
+  UPDATE campus_sync.queue_items q
+  SET state = 'pending', attempts = 0, next_attempt_at = now()
+  WHERE q.id = retry.id;
+  RETURN 1;
+END $$;
+
+CREATE OR REPLACE FUNCTION campus_sync.retry_failed(server name DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH requeued AS (
+    UPDATE campus_sync.queue_items q
+    SET state = 'pending', attempts = 0, next_attempt_at = now()
+    WHERE q.state = 'failed'
+      AND (retry_failed.server IS NULL OR q.server_oid = (
+             SELECT s.oid FROM pg_catalog.pg_foreign_server s
+             WHERE s.srvname = retry_failed.server))
+      AND NOT EXISTS (SELECT 1 FROM campus_sync.queue_items n
+                      WHERE n.server_oid = q.server_oid AND n.person_key = q.person_key
+                        AND n.id > q.id AND n.state <> 'invalid')
+      AND NOT EXISTS (SELECT 1 FROM campus_sync.inbox i
+                      WHERE i.server_oid = q.server_oid AND i.person_key = q.person_key
+                        AND i.id > q.id AND i.payload IS NOT NULL)
+    RETURNING 1)
+  SELECT count(*) FROM requeued
+$$;
+
+-- Deletes delivered items (they hold personal data) older than older_than,
+-- and the items of servers that no longer exist.
+CREATE OR REPLACE FUNCTION campus_sync.purge(older_than interval DEFAULT '7 days')
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH servers AS (
+    SELECT s.oid, s.srvname::text AS name FROM pg_catalog.pg_foreign_server s
+    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+  ), gone AS (
+    DELETE FROM campus_sync.queue_items q
+    WHERE (q.state = 'delivered' AND q.delivered_at < now() - purge.older_than)
+       OR q.server_oid NOT IN (SELECT oid FROM servers)
+    RETURNING 1
+  ), orphans AS (
+    DELETE FROM campus_sync.inbox i WHERE i.server_oid NOT IN (SELECT oid FROM servers)
+    RETURNING 1
+  ), stale_health AS (
+    DELETE FROM campus_sync.target_health h WHERE h.server NOT IN (SELECT name FROM servers)
+  )
+  SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM orphans)
+$$;
+
+------------------------------------------------------------------------------
+-- The views follow the server by OID; SELECT on them is enough to read them
+-- (0.1 needed EXECUTE on deliverer_xids() too).
+------------------------------------------------------------------------------
+
+GRANT EXECUTE ON FUNCTION campus_sync.deliverer_xids() TO PUBLIC;
+
+-- server: the server's name now (items follow the server, not its name)
+CREATE OR REPLACE VIEW campus_sync.queue AS
+SELECT q.id, coalesce((SELECT s.srvname::text FROM pg_catalog.pg_foreign_server s
+                       WHERE s.oid = q.server_oid), q.server) AS server,
+       q.person_key,
+       CASE WHEN q.state IN ('pending', 'retrying')
+                 AND q.xmax IN (SELECT campus_sync.deliverer_xids())
+            THEN 'in_flight' ELSE q.state END AS state,
+       q.attempts, q.next_attempt_at, q.last_http_status, q.last_error, q.remote_id,
+       q.enqueued_at, q.delivered_at
+FROM campus_sync.queue_items q
+UNION ALL
+SELECT i.id, coalesce((SELECT s.srvname::text FROM pg_catalog.pg_foreign_server s
+                       WHERE s.oid = i.server_oid), i.server),
+       i.person_key,
+       CASE WHEN i.xmax IN (SELECT campus_sync.deliverer_xids()) THEN 'in_flight'
+            WHEN i.payload IS NULL THEN 'invalid' ELSE 'pending' END,
+       0, i.enqueued_at, NULL::integer, i.error, NULL::text, i.enqueued_at, NULL::timestamptz
+FROM campus_sync.inbox i;
+
+CREATE OR REPLACE VIEW campus_sync.status AS
+SELECT s.srvname AS server,
+       coalesce(h.up, true) AS up,
+       coalesce(w.pending, 0) AS pending,
+       coalesce(w.in_flight, 0) AS in_flight,
+       coalesce(w.retrying, 0) AS retrying,
+       coalesce(a.failed, 0) AS failed,
+       coalesce(a.invalid, 0) AS invalid,
+       coalesce(d.delivered_last_hour, 0) AS delivered_last_hour,
+       w.oldest_pending_age,
+       h.last_success_at,
+       h.last_error
+FROM pg_catalog.pg_foreign_server s
+JOIN pg_catalog.pg_foreign_data_wrapper f ON f.oid = s.srvfdw AND f.fdwname = 'campus_sync'
+LEFT JOIN campus_sync.target_health h ON h.server = s.srvname::text
+LEFT JOIN LATERAL (
+  SELECT count(*) FILTER (WHERE x.state = 'pending' AND NOT x.busy) AS pending,
+         count(*) FILTER (WHERE x.busy) AS in_flight,
+         count(*) FILTER (WHERE x.state = 'retrying' AND NOT x.busy) AS retrying,
+         now() - min(x.enqueued_at) AS oldest_pending_age
+  FROM (SELECT q.state, q.enqueued_at,
+               q.xmax IN (SELECT campus_sync.deliverer_xids()) AS busy
+        FROM campus_sync.queue_items q
+        WHERE q.server_oid = s.oid AND q.state IN ('pending', 'retrying')
+        UNION ALL
+        SELECT 'pending', i.enqueued_at, i.xmax IN (SELECT campus_sync.deliverer_xids())
+        FROM campus_sync.inbox i
+        WHERE i.server_oid = s.oid AND i.payload IS NOT NULL) x
+) w ON true
+LEFT JOIN LATERAL (
+  SELECT count(*) FILTER (WHERE x.state = 'failed') AS failed,
+         count(*) FILTER (WHERE x.state = 'invalid') AS invalid
+  FROM (SELECT q.state FROM campus_sync.queue_items q
+        WHERE q.server_oid = s.oid AND q.state IN ('failed', 'invalid')
+        UNION ALL
+        SELECT 'invalid' FROM campus_sync.inbox i
+        WHERE i.server_oid = s.oid AND i.payload IS NULL) x
+) a ON true
+LEFT JOIN LATERAL (
+  SELECT count(*) AS delivered_last_hour
+  FROM campus_sync.queue_items q
+  WHERE q.server_oid = s.oid AND q.state = 'delivered'
+    AND q.delivered_at > now() - interval '1 hour'
+) d ON true;
+
+REVOKE ALL ON campus_sync.queue, campus_sync.status FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Items belong to the server they were built for (0.2)
+------------------------------------------------------------------------------
+
+-- DROP SERVER (or DROP OWNED, DROP FOREIGN DATA WRAPPER ... CASCADE)
+-- discards the server's queued items and their personal data: they can
+-- never be sent anywhere else.
+CREATE FUNCTION campus_sync.discard_items_of_dropped_servers()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv record;
+  n bigint;
+  m bigint;
+BEGIN
+  FOR srv IN SELECT d.objid, d.object_name FROM pg_catalog.pg_event_trigger_dropped_objects() d
+             WHERE d.object_type = 'server'
+  LOOP
+    DELETE FROM campus_sync.queue_items q WHERE q.server_oid = srv.objid;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM campus_sync.inbox i WHERE i.server_oid = srv.objid;
+    GET DIAGNOSTICS m = ROW_COUNT;
+    DELETE FROM campus_sync.target_health h WHERE h.server = srv.object_name;
+    IF n + m > 0 THEN
+      RAISE NOTICE 'campus_sync: discarded % queue items of dropped server "%"', n + m, srv.object_name;
+    END IF;
+  END LOOP;
+END $$;
+
+CREATE EVENT TRIGGER campus_sync_server_dropped ON sql_drop
+  WHEN TAG IN ('DROP SERVER', 'DROP OWNED', 'DROP FOREIGN DATA WRAPPER')
+  EXECUTE FUNCTION campus_sync.discard_items_of_dropped_servers();
+
+-- ALTER SERVER that changes what the waiting items were built for (the
+-- service, or the person key: CloudCard's find_by) is refused.
+CREATE FUNCTION campus_sync.refuse_server_change_under_waiting_items()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv record;
+  waiting record;
+BEGIN
+  FOR srv IN
+    SELECT s.oid, s.srvname, o.service,
+           CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
+                ELSE 'unique_id' END AS key_field
+    FROM pg_catalog.pg_event_trigger_ddl_commands() c
+    JOIN pg_catalog.pg_foreign_server s ON s.oid = c.objid
+    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+    CROSS JOIN LATERAL (
+      SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
+             max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
+      FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o
+    WHERE c.object_type = 'server'
+  LOOP
+    SELECT count(*) AS n, min(x.service) AS service, min(x.key_field) AS key_field INTO waiting
+    FROM (SELECT q.service, q.key_field FROM campus_sync.queue_items q
+          WHERE q.server_oid = srv.oid AND q.state IN ('pending', 'retrying')
+          UNION ALL
+          SELECT i.service, i.key_field FROM campus_sync.inbox i
+          WHERE i.server_oid = srv.oid AND i.payload IS NOT NULL) x
+    WHERE x.service IS DISTINCT FROM srv.service OR x.key_field IS DISTINCT FROM srv.key_field;
+    IF waiting.n > 0 THEN
+      RAISE EXCEPTION 'cannot change server "%" to service % keyed by % while % queued items wait for it',
+                      srv.srvname, srv.service, srv.key_field, waiting.n
+        USING ERRCODE = 'object_in_use',
+              DETAIL = format('They were built for service %s keyed by %s, and would be sent with the wrong body or to the wrong person.',
+                              waiting.service, waiting.key_field),
+              HINT = format('Deliver them first (SELECT * FROM campus_sync.deliver(%L)), or drop the server, which discards them, and create it anew.',
+                            srv.srvname);
+    END IF;
+  END LOOP;
+END $$;
+
+CREATE EVENT TRIGGER campus_sync_server_altered ON ddl_command_end
+  WHEN TAG IN ('ALTER SERVER')
+  EXECUTE FUNCTION campus_sync.refuse_server_change_under_waiting_items();
+
+------------------------------------------------------------------------------
+-- Checking a table's sync triggers without writing a row (0.2)
+------------------------------------------------------------------------------
+
+-- One row per campus_sync.sync_trigger trigger on the table: its arguments,
+-- server (and the table owner's USAGE on it) and mapping are checked the way
+-- its first write would check them.  User mappings are not: which one
+-- applies depends on the role that writes.
+CREATE FUNCTION campus_sync.check_trigger(tbl regclass)
+RETURNS TABLE (trigger_name name, server text, ok boolean, sqlstate text, error text,
+               hint text)
+AS 'MODULE_PATHNAME', 'campus_sync_check_trigger'
+LANGUAGE C STRICT VOLATILE;
+
+-- CREATE TRIGGER ... sync_trigger(...) with a server or mapping its first
+-- write would refuse is refused at once.  A missing USAGE is not: pg_restore
+-- creates triggers before it restores the grants.
+CREATE FUNCTION campus_sync.refuse_broken_sync_trigger()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  trg record;
+  problem record;
+BEGIN
+  FOR trg IN
+    SELECT t.tgrelid, t.tgname
+    FROM pg_catalog.pg_event_trigger_ddl_commands() c
+    JOIN pg_catalog.pg_trigger t ON t.oid = c.objid
+    WHERE c.object_type = 'trigger'
+      AND t.tgfoid = 'campus_sync.sync_trigger()'::pg_catalog.regprocedure
+  LOOP
+    SELECT * INTO problem FROM campus_sync.check_trigger(trg.tgrelid) k
+    WHERE k.trigger_name = trg.tgname AND NOT k.ok AND k.sqlstate <> '42501';
+    IF FOUND THEN
+      RAISE EXCEPTION '%', problem.error
+        USING ERRCODE = problem.sqlstate, HINT = problem.hint;
+    END IF;
+  END LOOP;
+END $$;
+
+CREATE EVENT TRIGGER campus_sync_trigger_created ON ddl_command_end
+  WHEN TAG IN ('CREATE TRIGGER')
+  EXECUTE FUNCTION campus_sync.refuse_broken_sync_trigger();
+
+-- event trigger functions: only PostgreSQL calls them
+REVOKE ALL ON FUNCTION campus_sync.discard_items_of_dropped_servers(),
+              campus_sync.refuse_server_change_under_waiting_items(),
+              campus_sync.refuse_broken_sync_trigger() FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Delivery that commits as it goes (0.2)
+------------------------------------------------------------------------------
+
+-- Like deliver(), but each outcome reaches durable state within a batch:
+-- an interrupted call resends at most what was in flight.  For pg_cron and
+-- ETL jobs: CALL campus_sync.deliver_batches(max_seconds => 50);
+CREATE PROCEDURE campus_sync.deliver_batches(server name DEFAULT NULL,
+                                             max_seconds double precision DEFAULT 10,
+                                             max_items integer DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'campus_sync_deliver_batches'
+LANGUAGE C;
+
+REVOKE ALL ON PROCEDURE campus_sync.deliver_batches(name, double precision, integer) FROM PUBLIC;

@@ -101,7 +101,13 @@ CREATE TABLE campus_sync.queue_items (
   last_error       text,
   remote_id        text,
   enqueued_at      timestamptz NOT NULL DEFAULT now(),
-  delivered_at     timestamptz
+  delivered_at     timestamptz,
+  -- what the item was built for: it is only ever sent to that server (by
+  -- OID, whatever its name becomes) while it still has that service and
+  -- person key (0.2; last because ALTER TABLE adds them there)
+  server_oid       oid NOT NULL,
+  service          text NOT NULL,
+  key_field        text NOT NULL
 ) WITH (fillfactor = 80);           -- room for HOT updates while an item is retried
 
 ALTER SEQUENCE campus_sync.queue_items_id_seq OWNED BY campus_sync.queue_items.id;
@@ -118,10 +124,10 @@ ALTER TABLE campus_sync.queue_items REPLICA IDENTITY FULL;
 CREATE INDEX queue_items_key ON campus_sync.queue_items (person_key)
   WHERE state IN ('pending', 'retrying', 'invalid');
 -- delivered items by age, for purge() and the status view
-CREATE INDEX queue_items_delivered ON campus_sync.queue_items (server, delivered_at)
+CREATE INDEX queue_items_delivered ON campus_sync.queue_items (server_oid, delivered_at)
   WHERE state = 'delivered';
 -- items that need a person's attention
-CREATE INDEX queue_items_attention ON campus_sync.queue_items (server, state)
+CREATE INDEX queue_items_attention ON campus_sync.queue_items (server_oid, state)
   WHERE state IN ('failed', 'invalid');
 
 -- New items are appended here (enqueue(), sync_trigger()), in the writer's
@@ -134,7 +140,10 @@ CREATE TABLE campus_sync.inbox (
   payload     text,               -- NULL for an invalid row
   error       text,               -- why the row is invalid
   enqueued_by text NOT NULL,
-  enqueued_at timestamptz NOT NULL
+  enqueued_at timestamptz NOT NULL,
+  server_oid  oid NOT NULL,       -- as in queue_items
+  service     text NOT NULL,
+  key_field   text NOT NULL
 );
 
 -- pg_dump keeps what is queued
@@ -210,11 +219,11 @@ BEGIN
   -- a later item of the same person carries a newer state: never resend an older one
   SELECT min(n.id) INTO newer FROM (
     SELECT q.id FROM campus_sync.queue_items q
-    WHERE q.server = item.server AND q.person_key = item.person_key AND q.id > item.id
+    WHERE q.server_oid = item.server_oid AND q.person_key = item.person_key AND q.id > item.id
       AND q.state <> 'invalid'
     UNION ALL
     SELECT i.id FROM campus_sync.inbox i
-    WHERE i.server = item.server AND i.person_key = item.person_key AND i.id > item.id
+    WHERE i.server_oid = item.server_oid AND i.person_key = item.person_key AND i.id > item.id
       AND i.payload IS NOT NULL) n;
   IF newer IS NOT NULL THEN
     RAISE NOTICE 'queue item % is superseded by item %, which holds a later state of the person', retry.id, newer;
@@ -234,12 +243,15 @@ AS $$
   WITH requeued AS (
     UPDATE campus_sync.queue_items q
     SET state = 'pending', attempts = 0, next_attempt_at = now()
-    WHERE q.state = 'failed' AND (retry_failed.server IS NULL OR q.server = retry_failed.server::text)
+    WHERE q.state = 'failed'
+      AND (retry_failed.server IS NULL OR q.server_oid = (
+             SELECT s.oid FROM pg_catalog.pg_foreign_server s
+             WHERE s.srvname = retry_failed.server))
       AND NOT EXISTS (SELECT 1 FROM campus_sync.queue_items n
-                      WHERE n.server = q.server AND n.person_key = q.person_key
+                      WHERE n.server_oid = q.server_oid AND n.person_key = q.person_key
                         AND n.id > q.id AND n.state <> 'invalid')
       AND NOT EXISTS (SELECT 1 FROM campus_sync.inbox i
-                      WHERE i.server = q.server AND i.person_key = q.person_key
+                      WHERE i.server_oid = q.server_oid AND i.person_key = q.person_key
                         AND i.id > q.id AND i.payload IS NOT NULL)
     RETURNING 1)
   SELECT count(*) FROM requeued
@@ -253,16 +265,19 @@ LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
   WITH servers AS (
-    SELECT s.srvname::text AS name FROM pg_catalog.pg_foreign_server s
+    SELECT s.oid, s.srvname::text AS name FROM pg_catalog.pg_foreign_server s
     JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
   ), gone AS (
     DELETE FROM campus_sync.queue_items q
     WHERE (q.state = 'delivered' AND q.delivered_at < now() - purge.older_than)
-       OR q.server NOT IN (SELECT name FROM servers)
+       OR q.server_oid NOT IN (SELECT oid FROM servers)
     RETURNING 1
   ), orphans AS (
-    DELETE FROM campus_sync.inbox i WHERE i.server NOT IN (SELECT name FROM servers)
-    RETURNING 1)
+    DELETE FROM campus_sync.inbox i WHERE i.server_oid NOT IN (SELECT oid FROM servers)
+    RETURNING 1
+  ), stale_health AS (
+    DELETE FROM campus_sync.target_health h WHERE h.server NOT IN (SELECT name FROM servers)
+  )
   SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM orphans)
 $$;
 
@@ -290,10 +305,14 @@ AS $$
     AND d.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
 $$;
 
-REVOKE ALL ON FUNCTION campus_sync.deliverer_xids() FROM PUBLIC;
+-- EXECUTE stays with PUBLIC (it shows only which transactions deliver):
+-- the views call it with the privileges of whoever reads them.
 
+-- server: the server's name now (items follow the server, not its name)
 CREATE VIEW campus_sync.queue AS
-SELECT q.id, q.server, q.person_key,
+SELECT q.id, coalesce((SELECT s.srvname::text FROM pg_catalog.pg_foreign_server s
+                       WHERE s.oid = q.server_oid), q.server) AS server,
+       q.person_key,
        CASE WHEN q.state IN ('pending', 'retrying')
                  AND q.xmax IN (SELECT campus_sync.deliverer_xids())
             THEN 'in_flight' ELSE q.state END AS state,
@@ -301,7 +320,9 @@ SELECT q.id, q.server, q.person_key,
        q.enqueued_at, q.delivered_at
 FROM campus_sync.queue_items q
 UNION ALL
-SELECT i.id, i.server, i.person_key,
+SELECT i.id, coalesce((SELECT s.srvname::text FROM pg_catalog.pg_foreign_server s
+                       WHERE s.oid = i.server_oid), i.server),
+       i.person_key,
        CASE WHEN i.xmax IN (SELECT campus_sync.deliverer_xids()) THEN 'in_flight'
             WHEN i.payload IS NULL THEN 'invalid' ELSE 'pending' END,
        0, i.enqueued_at, NULL::integer, i.error, NULL::text, i.enqueued_at, NULL::timestamptz
@@ -330,26 +351,174 @@ LEFT JOIN LATERAL (
   FROM (SELECT q.state, q.enqueued_at,
                q.xmax IN (SELECT campus_sync.deliverer_xids()) AS busy
         FROM campus_sync.queue_items q
-        WHERE q.server = s.srvname::text AND q.state IN ('pending', 'retrying')
+        WHERE q.server_oid = s.oid AND q.state IN ('pending', 'retrying')
         UNION ALL
         SELECT 'pending', i.enqueued_at, i.xmax IN (SELECT campus_sync.deliverer_xids())
         FROM campus_sync.inbox i
-        WHERE i.server = s.srvname::text AND i.payload IS NOT NULL) x
+        WHERE i.server_oid = s.oid AND i.payload IS NOT NULL) x
 ) w ON true
 LEFT JOIN LATERAL (
   SELECT count(*) FILTER (WHERE x.state = 'failed') AS failed,
          count(*) FILTER (WHERE x.state = 'invalid') AS invalid
   FROM (SELECT q.state FROM campus_sync.queue_items q
-        WHERE q.server = s.srvname::text AND q.state IN ('failed', 'invalid')
+        WHERE q.server_oid = s.oid AND q.state IN ('failed', 'invalid')
         UNION ALL
         SELECT 'invalid' FROM campus_sync.inbox i
-        WHERE i.server = s.srvname::text AND i.payload IS NULL) x
+        WHERE i.server_oid = s.oid AND i.payload IS NULL) x
 ) a ON true
 LEFT JOIN LATERAL (
   SELECT count(*) AS delivered_last_hour
   FROM campus_sync.queue_items q
-  WHERE q.server = s.srvname::text AND q.state = 'delivered'
+  WHERE q.server_oid = s.oid AND q.state = 'delivered'
     AND q.delivered_at > now() - interval '1 hour'
 ) d ON true;
 
 REVOKE ALL ON campus_sync.queue, campus_sync.status FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Items belong to the server they were built for (0.2)
+------------------------------------------------------------------------------
+
+-- DROP SERVER (or DROP OWNED, DROP FOREIGN DATA WRAPPER ... CASCADE)
+-- discards the server's queued items and their personal data: they can
+-- never be sent anywhere else.
+CREATE FUNCTION campus_sync.discard_items_of_dropped_servers()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv record;
+  n bigint;
+  m bigint;
+BEGIN
+  FOR srv IN SELECT d.objid, d.object_name FROM pg_catalog.pg_event_trigger_dropped_objects() d
+             WHERE d.object_type = 'server'
+  LOOP
+    DELETE FROM campus_sync.queue_items q WHERE q.server_oid = srv.objid;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM campus_sync.inbox i WHERE i.server_oid = srv.objid;
+    GET DIAGNOSTICS m = ROW_COUNT;
+    DELETE FROM campus_sync.target_health h WHERE h.server = srv.object_name;
+    IF n + m > 0 THEN
+      RAISE NOTICE 'campus_sync: discarded % queue items of dropped server "%"', n + m, srv.object_name;
+    END IF;
+  END LOOP;
+END $$;
+
+CREATE EVENT TRIGGER campus_sync_server_dropped ON sql_drop
+  WHEN TAG IN ('DROP SERVER', 'DROP OWNED', 'DROP FOREIGN DATA WRAPPER')
+  EXECUTE FUNCTION campus_sync.discard_items_of_dropped_servers();
+
+-- ALTER SERVER that changes what the waiting items were built for (the
+-- service, or the person key: CloudCard's find_by) is refused.
+CREATE FUNCTION campus_sync.refuse_server_change_under_waiting_items()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv record;
+  waiting record;
+BEGIN
+  FOR srv IN
+    SELECT s.oid, s.srvname, o.service,
+           CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
+                ELSE 'unique_id' END AS key_field
+    FROM pg_catalog.pg_event_trigger_ddl_commands() c
+    JOIN pg_catalog.pg_foreign_server s ON s.oid = c.objid
+    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+    CROSS JOIN LATERAL (
+      SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
+             max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
+      FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o
+    WHERE c.object_type = 'server'
+  LOOP
+    SELECT count(*) AS n, min(x.service) AS service, min(x.key_field) AS key_field INTO waiting
+    FROM (SELECT q.service, q.key_field FROM campus_sync.queue_items q
+          WHERE q.server_oid = srv.oid AND q.state IN ('pending', 'retrying')
+          UNION ALL
+          SELECT i.service, i.key_field FROM campus_sync.inbox i
+          WHERE i.server_oid = srv.oid AND i.payload IS NOT NULL) x
+    WHERE x.service IS DISTINCT FROM srv.service OR x.key_field IS DISTINCT FROM srv.key_field;
+    IF waiting.n > 0 THEN
+      RAISE EXCEPTION 'cannot change server "%" to service % keyed by % while % queued items wait for it',
+                      srv.srvname, srv.service, srv.key_field, waiting.n
+        USING ERRCODE = 'object_in_use',
+              DETAIL = format('They were built for service %s keyed by %s, and would be sent with the wrong body or to the wrong person.',
+                              waiting.service, waiting.key_field),
+              HINT = format('Deliver them first (SELECT * FROM campus_sync.deliver(%L)), or drop the server, which discards them, and create it anew.',
+                            srv.srvname);
+    END IF;
+  END LOOP;
+END $$;
+
+CREATE EVENT TRIGGER campus_sync_server_altered ON ddl_command_end
+  WHEN TAG IN ('ALTER SERVER')
+  EXECUTE FUNCTION campus_sync.refuse_server_change_under_waiting_items();
+
+------------------------------------------------------------------------------
+-- Checking a table's sync triggers without writing a row (0.2)
+------------------------------------------------------------------------------
+
+-- One row per campus_sync.sync_trigger trigger on the table: its arguments,
+-- server (and the table owner's USAGE on it) and mapping are checked the way
+-- its first write would check them.  User mappings are not: which one
+-- applies depends on the role that writes.
+CREATE FUNCTION campus_sync.check_trigger(tbl regclass)
+RETURNS TABLE (trigger_name name, server text, ok boolean, sqlstate text, error text,
+               hint text)
+AS 'MODULE_PATHNAME', 'campus_sync_check_trigger'
+LANGUAGE C STRICT VOLATILE;
+
+-- CREATE TRIGGER ... sync_trigger(...) with a server or mapping its first
+-- write would refuse is refused at once.  A missing USAGE is not: pg_restore
+-- creates triggers before it restores the grants.
+CREATE FUNCTION campus_sync.refuse_broken_sync_trigger()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  trg record;
+  problem record;
+BEGIN
+  FOR trg IN
+    SELECT t.tgrelid, t.tgname
+    FROM pg_catalog.pg_event_trigger_ddl_commands() c
+    JOIN pg_catalog.pg_trigger t ON t.oid = c.objid
+    WHERE c.object_type = 'trigger'
+      AND t.tgfoid = 'campus_sync.sync_trigger()'::pg_catalog.regprocedure
+  LOOP
+    SELECT * INTO problem FROM campus_sync.check_trigger(trg.tgrelid) k
+    WHERE k.trigger_name = trg.tgname AND NOT k.ok AND k.sqlstate <> '42501';
+    IF FOUND THEN
+      RAISE EXCEPTION '%', problem.error
+        USING ERRCODE = problem.sqlstate, HINT = problem.hint;
+    END IF;
+  END LOOP;
+END $$;
+
+CREATE EVENT TRIGGER campus_sync_trigger_created ON ddl_command_end
+  WHEN TAG IN ('CREATE TRIGGER')
+  EXECUTE FUNCTION campus_sync.refuse_broken_sync_trigger();
+
+-- event trigger functions: only PostgreSQL calls them
+REVOKE ALL ON FUNCTION campus_sync.discard_items_of_dropped_servers(),
+              campus_sync.refuse_server_change_under_waiting_items(),
+              campus_sync.refuse_broken_sync_trigger() FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Delivery that commits as it goes (0.2)
+------------------------------------------------------------------------------
+
+-- Like deliver(), but each outcome reaches durable state within a batch:
+-- an interrupted call resends at most what was in flight.  For pg_cron and
+-- ETL jobs: CALL campus_sync.deliver_batches(max_seconds => 50);
+CREATE PROCEDURE campus_sync.deliver_batches(server name DEFAULT NULL,
+                                             max_seconds double precision DEFAULT 10,
+                                             max_items integer DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'campus_sync_deliver_batches'
+LANGUAGE C;
+
+REVOKE ALL ON PROCEDURE campus_sync.deliver_batches(name, double precision, integer) FROM PUBLIC;

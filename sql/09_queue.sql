@@ -237,6 +237,9 @@ CREATE TRIGGER spriden_opscom AFTER INSERT OR UPDATE ON spriden FOR EACH ROW
   EXECUTE FUNCTION campus_sync.sync_trigger('opscom', '{"unique_id": "spriden_id", "first_name": "first", "last_name": "last"}');
 INSERT INTO spriden VALUES ('S00042', 'Grace', 'Hopper', 'gh@campus.edu');
 SELECT payload FROM campus_sync.inbox WHERE person_key = 'S00042';
+-- (0.2 refuses such triggers at CREATE TRIGGER, see 10_server_binding; one
+-- created before, or with that check disabled, still fails at its first write)
+ALTER EVENT TRIGGER campus_sync_trigger_created DISABLE;
 CREATE TABLE misuse (unique_id text);
 CREATE TRIGGER m1 BEFORE INSERT ON misuse FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('opscom');
 SELECT err($q$INSERT INTO misuse VALUES ('x')$q$);
@@ -254,6 +257,7 @@ CREATE TRIGGER m5 AFTER DELETE ON misuse FOR EACH ROW EXECUTE FUNCTION campus_sy
 INSERT INTO misuse VALUES ('x');
 SELECT err($q$DELETE FROM misuse$q$);
 DROP TABLE misuse;
+ALTER EVENT TRIGGER campus_sync_trigger_created ENABLE;
 SELECT err($q$SELECT campus_sync.sync_trigger()$q$);
 
 -- A role with only write access to the person table fires the trigger; it
@@ -301,7 +305,8 @@ SELECT (SELECT count(*) FROM campus_sync.queue_items q WHERE q::text ~ 'opscom-t
 SELECT attname FROM pg_attribute WHERE attrelid = 'campus_sync.queue'::regclass AND attnum > 0 ORDER BY attnum;
 
 -- Delivered payloads are deleted after campus_sync.keep_delivered (by
--- deliver()) or by purge(); purge() also drops the items of dropped servers.
+-- deliver()) or by purge().  Dropping a server discards its items at once
+-- (purge() would find any left by a drop with event triggers disabled).
 UPDATE campus_sync.queue_items SET delivered_at = now() - interval '8 days' WHERE person_key LIKE 'E1%';
 SELECT campus_sync.purge() AS purged;
 UPDATE campus_sync.queue_items SET delivered_at = now() - interval '2 hours' WHERE person_key LIKE 'E2%';

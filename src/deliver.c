@@ -12,11 +12,18 @@
  *	  person's newest waiting item and the older ones it supersedes
  *	  (queue_claim.c).
  *
- *	  Everything happens in the caller's transaction: results become
- *	  visible at its commit, and if it aborts the items are sent again
- *	  later (at least once).  While a deliverer holds items it holds the
- *	  campus_sync deliverer lock, which is how the queue view tells that
- *	  they are in flight.
+ *	  Without a commit function, everything happens in the caller's
+ *	  transaction (deliver()): results become visible at its commit, and if
+ *	  it aborts, everything it sent is sent again later (at least once).
+ *	  With one (deliver_batches(), the worker), outcomes are committed as
+ *	  they come, in small batches, while other requests are in flight: a
+ *	  request's slot stays taken until its outcome is committed, so an
+ *	  interruption resends at most `concurrency` items per server.  The
+ *	  persons in flight stay held across those commits by their advisory
+ *	  locks (queue_claim.c), and their rows are locked again in each new
+ *	  transaction.  While a deliverer holds items it holds the campus_sync
+ *	  deliverer lock, which is how the queue view tells that they are in
+ *	  flight.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,14 +35,13 @@
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
-#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "campus_sync.h"
@@ -49,6 +55,8 @@
 
 #define PROGRESS_INTERVAL_S 5
 #define POLL_MS 100
+/* with a commit function: commit outcomes at least this often */
+#define COMMIT_INTERVAL_MS 20
 
 /* The advisory lock every deliverer holds (see the queue view). */
 #define DELIVERER_LOCK_CLASS 0x43535943	/* "CSYC" */
@@ -67,10 +75,13 @@ typedef struct DeliverItem
 	ItemPointerData tid;		/* the version this run holds locked */
 	int64		id;
 	char	   *person_key;
-	char	   *payload;
+	uint32		person_lock;	/* held until the outcome is committed */
 	char	   *enqueued_by;
+	char	   *service;		/* what the item was built for */
+	char	   *key_field;
 	int			attempts;
 	bool		probe;
+	bool		lost;			/* its row changed across a commit: not recorded */
 	/* the person's older items this one supersedes, removed when it ends */
 	int			nsuperseded;
 	ItemPointerData *superseded_tids;
@@ -91,6 +102,7 @@ struct ServerRun
 	List	   *claimed;		/* DeliverItem, claimed and not started */
 	dlist_head	flying;			/* DeliverItem, started and not ended */
 	int			in_flight;
+	int			uncommitted;	/* ended, outcome not committed yet */
 	ClaimCursor cursor;			/* where claims go on */
 	bool		exhausted;		/* nothing due at the last claim */
 	List	   *secrets;		/* RoleSecret */
@@ -106,7 +118,19 @@ typedef struct DeliverRun
 	int64		started;
 	TimestampTz deadline;
 	bool		mover;			/* this transaction moves the inbox */
+	DeliverCommitFunc commit;	/* NULL: one transaction, the caller's */
+	void	   *commit_arg;
+	List	   *ended;			/* (server, person lock) of uncommitted outcomes */
+	TimestampTz first_uncommitted;
+	bool		pushed_snapshot;	/* an active snapshot of ours, after a commit */
 } DeliverRun;
+
+/* A person this run holds until its outcome is committed. */
+typedef struct HeldPerson
+{
+	Oid			server_oid;
+	uint32		person_lock;
+} HeldPerson;
 
 static SPIPlanPtr purge_plan = NULL;
 
@@ -152,8 +176,10 @@ new_item(DeliverRun *run, ServerRun *sr, ClaimedItem *c)
 	item->tid = c->tid;
 	item->id = c->id;
 	item->person_key = MemoryContextStrdup(cxt, c->person_key);
-	item->payload = c->payload ? MemoryContextStrdup(cxt, c->payload) : NULL;
+	item->person_lock = c->person_lock;
 	item->enqueued_by = MemoryContextStrdup(cxt, c->enqueued_by);
+	item->service = MemoryContextStrdup(cxt, c->service);
+	item->key_field = MemoryContextStrdup(cxt, c->key_field);
 	item->attempts = c->attempts;
 	item->nsuperseded = c->nsuperseded;
 	item->superseded_tids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * Max(1, c->nsuperseded));
@@ -224,7 +250,7 @@ claim(DeliverRun *run, ServerRun *sr, int n)
 		int			nheld;
 		int64	   *held = held_ids(sr, &nheld);
 
-		claimed = queue_claim(run->store, sr->target->server_name, &sr->cursor,
+		claimed = queue_claim(run->store, sr->target->server_oid, &sr->cursor,
 							  held, nheld, n);
 		if (claimed != NIL)
 			break;
@@ -333,6 +359,35 @@ judge(ServerRun *sr, DeliverItem *item, ItemOutcome *o)
 	}
 }
 
+/*
+ * The person stays held until the outcome is committed: by the caller's
+ * transaction (its row lock holds it) or by the next batch commit (its
+ * advisory lock does, across the commit).
+ */
+static void
+hold_until_commit(DeliverRun *run, DeliverItem *item)
+{
+	HeldPerson *p;
+	MemoryContext old;
+
+	if (run->commit == NULL)
+	{
+		/* the item's row lock holds the person until the caller commits */
+		queue_person_unlock(item->server->target->server_oid, item->person_lock);
+		return;
+	}
+	p = MemoryContextAlloc(run->mcxt, sizeof(HeldPerson));
+	old = MemoryContextSwitchTo(run->mcxt);
+
+	p->server_oid = item->server->target->server_oid;
+	p->person_lock = item->person_lock;
+	if (run->ended == NIL)
+		run->first_uncommitted = GetCurrentTimestamp();
+	run->ended = lappend(run->ended, p);
+	item->server->uncommitted++;
+	MemoryContextSwitchTo(old);
+}
+
 /* Records what became of an item whose job has ended, and frees it. */
 static void
 complete_item(DeliverRun *run, DeliverItem *item)
@@ -343,12 +398,19 @@ complete_item(DeliverRun *run, DeliverItem *item)
 	sr->in_flight--;
 	dlist_delete(&item->node);
 	judge(sr, item, &outcome);
+	hold_until_commit(run, item);
+	if (item->lost)
+	{
+		/* someone changed the row while the request was out: theirs stands */
+		MemoryContextDelete(item->mcxt);
+		return;
+	}
 	queue_record(run->store, &item->tid, &outcome);
 	for (int i = 0; i < item->nsuperseded; i++)
 		queue_remove(run->store, &item->superseded_tids[i]);
 
 	/* a later item of this person may be due now that this one is done */
-	if (queue_has_successor(run->store, sr->target->server_name, item->person_key, item->id) &&
+	if (queue_has_successor(run->store, sr->target->server_oid, item->person_key, item->id) &&
 		(sr->exhausted ||
 		 (sr->cursor.person_key && strcmp(item->person_key, sr->cursor.person_key) <= 0)))
 	{
@@ -359,18 +421,46 @@ complete_item(DeliverRun *run, DeliverItem *item)
 	MemoryContextDelete(item->mcxt);
 }
 
+/*
+ * Why an item must not be sent to its server as it is now, or NULL.  The
+ * server's service or person key changed after the item was built (ALTER
+ * SERVER refuses that while items wait; retry_failed() can bring older
+ * ones back).
+ */
+static char *
+binding_problem(DeliverItem *item)
+{
+	SyncTarget *t = item->server->target;
+
+	if (strcmp(item->service, service_name(t->service)) == 0 &&
+		strcmp(item->key_field, target_key_field(t)) == 0)
+		return NULL;
+	return psprintf("not sent: the item was built for service %s keyed by %s, but server \"%s\" is now service %s keyed by %s; queue the person again",
+					item->service, item->key_field, t->server_name,
+					service_name(t->service), target_key_field(t));
+}
+
 static void
 start_item(DeliverRun *run, DeliverItem *item)
 {
 	ServerRun  *sr = item->server;
 	TargetSecret *secret = secret_for(run, sr, item->enqueued_by);
 	MemoryContext old = MemoryContextSwitchTo(item->mcxt);
+	char	   *problem = binding_problem(item);
 
 	run->started++;
 	sr->in_flight++;
 	dlist_push_tail(&sr->flying, &item->node);
-	job_init(&item->job, JOB_PUSH, sr->target, secret, item->payload, item->person_key);
-	if (secret == NULL)
+	/* read only now: claimed items waiting for a slot hold no payload */
+	job_init(&item->job, JOB_PUSH, sr->target, secret,
+			 problem ? NULL : queue_fetch_payload(run->store, &item->tid),
+			 item->person_key);
+	if (problem)
+	{
+		item->job.outcome = JOB_PERMANENT;
+		item->job.error = problem;
+	}
+	else if (secret == NULL)
 	{
 		/* the mapping went away after the item was queued */
 		item->job.outcome = JOB_PERMANENT;
@@ -439,7 +529,7 @@ fill(DeliverRun *run, ServerRun *sr)
 		return;
 	}
 
-	while (sr->in_flight < sr->target->concurrency && !stopping(run))
+	while (sr->in_flight + sr->uncommitted < sr->target->concurrency && !stopping(run))
 	{
 		if (sr->claimed == NIL && claim_more(run, sr) == 0)
 			return;
@@ -454,6 +544,144 @@ fill(DeliverRun *run, ServerRun *sr)
 	 */
 	if (list_length(sr->claimed) < sr->target->concurrency && !stopping(run))
 		(void) claim_more(run, sr);
+}
+
+/*
+ * With a commit function, commit the outcomes recorded so far: soon after
+ * the first, at once when nothing else is in flight or a quarter of a
+ * server's slots wait for it.
+ */
+static bool
+commit_due(DeliverRun *run)
+{
+	ListCell   *lc;
+	bool		flying = false;
+
+	if (run->commit == NULL || run->ended == NIL)
+		return false;
+	foreach(lc, run->servers)
+	{
+		ServerRun  *sr = lfirst(lc);
+
+		if (sr->uncommitted > 0 && sr->uncommitted >= Max(1, sr->target->concurrency / 4))
+			return true;
+		flying |= sr->in_flight > 0;
+	}
+	return !flying ||
+		GetCurrentTimestamp() >= run->first_uncommitted + COMMIT_INTERVAL_MS * 1000;
+}
+
+static void
+release_ended(DeliverRun *run)
+{
+	ListCell   *lc;
+
+	foreach(lc, run->ended)
+	{
+		HeldPerson *p = lfirst(lc);
+
+		queue_person_unlock(p->server_oid, p->person_lock);
+	}
+	list_free_deep(run->ended);
+	run->ended = NIL;
+}
+
+/* Lets go of the items claimed and not started: they are claimed anew. */
+static void
+drop_claimed(DeliverRun *run)
+{
+	ListCell   *lc;
+
+	foreach(lc, run->servers)
+	{
+		ServerRun  *sr = lfirst(lc);
+		ListCell   *ic;
+
+		foreach(ic, sr->claimed)
+		{
+			DeliverItem *item = lfirst(ic);
+
+			queue_person_unlock(sr->target->server_oid, item->person_lock);
+			MemoryContextDelete(item->mcxt);
+		}
+		list_free(sr->claimed);
+		sr->claimed = NIL;
+		sr->exhausted = false;
+		sr->cursor.person_key = NULL;
+	}
+}
+
+/* The items in flight, locked again in the new transaction. */
+static void
+relock_flying(DeliverRun *run)
+{
+	ListCell   *lc;
+
+	foreach(lc, run->servers)
+	{
+		ServerRun  *sr = lfirst(lc);
+		dlist_iter	iter;
+
+		dlist_foreach(iter, &sr->flying)
+		{
+			DeliverItem *item = dlist_container(DeliverItem, node, iter.cur);
+			int			kept = 0;
+
+			if (!queue_relock(run->store, &item->tid))
+			{
+				item->lost = true;
+				continue;
+			}
+			for (int i = 0; i < item->nsuperseded; i++)
+				if (queue_relock(run->store, &item->superseded_tids[i]))
+				{
+					item->superseded_tids[kept] = item->superseded_tids[i];
+					item->superseded_ids[kept++] = item->superseded_ids[i];
+				}
+			item->nsuperseded = kept;
+		}
+	}
+}
+
+static void take_deliverer_lock(void);
+
+/*
+ * Commits the outcomes recorded so far and goes on in a new transaction:
+ * the persons whose outcomes are now durable are let go, the ones in
+ * flight stay held (their advisory locks outlive the transaction, their
+ * rows are locked again).
+ */
+static void
+commit_batch(DeliverRun *run)
+{
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, run->servers)
+	{
+		ServerRun  *sr = lfirst(lc);
+
+		health_save(sr->target->server_name, &sr->health);
+		sr->uncommitted = 0;
+	}
+	queue_store_close(run->store);
+	run->store = NULL;
+	if (run->pushed_snapshot)
+		PopActiveSnapshot();
+	run->pushed_snapshot = false;
+
+	run->commit(run->commit_arg);
+
+	release_ended(run);
+	drop_claimed(run);
+	run->mover = false;			/* its lock went with the transaction */
+	take_deliverer_lock();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	run->pushed_snapshot = true;
+	old = MemoryContextSwitchTo(run->mcxt);		/* not the loop's context */
+	run->store = queue_store_open();
+	MemoryContextSwitchTo(old);
+	relock_flying(run);
 }
 
 static bool
@@ -527,6 +755,8 @@ run_loop(DeliverRun *run, bool report)
 			if (item->job.outcome != JOB_RUNNING)
 				complete_item(run, item);
 		}
+		if (commit_due(run))
+			commit_batch(run);
 
 		if (report && GetCurrentTimestamp() >= next_report)
 		{
@@ -554,143 +784,119 @@ static void
 purge_delivered(ServerRun *sr)
 {
 	Datum		args[2];
-	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+	Oid			types[2] = {OIDOID, TIMESTAMPTZOID};
 
 	if (purge_plan == NULL)
 	{
 		purge_plan = SPI_prepare("DELETE FROM campus_sync.queue_items "
-								 "WHERE server = $1 AND state = 'delivered' AND delivered_at < $2",
+								 "WHERE server_oid = $1 AND state = 'delivered' AND delivered_at < $2",
 								 2, types);
 		if (purge_plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(purge_plan);
 	}
 
-	args[0] = CStringGetTextDatum(sr->target->server_name);
+	args[0] = ObjectIdGetDatum(sr->target->server_oid);
 	args[1] = TimestampTzGetDatum(GetCurrentTimestamp() -
 								  (int64) campus_sync_keep_delivered * USECS_PER_SEC);
 	if (SPI_execute_plan(purge_plan, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not purge delivered campus_sync queue items");
 }
 
+/* Lets go of every person this run holds (advisory locks outlive errors). */
+static void
+release_all(DeliverRun *run)
+{
+	ListCell   *lc;
+
+	release_ended(run);
+	foreach(lc, run->servers)
+	{
+		ServerRun  *sr = lfirst(lc);
+		ListCell   *ic;
+		dlist_iter	iter;
+
+		foreach(ic, sr->claimed)
+			queue_person_unlock(sr->target->server_oid,
+								((DeliverItem *) lfirst(ic))->person_lock);
+		dlist_foreach(iter, &sr->flying)
+			queue_person_unlock(sr->target->server_oid,
+								dlist_container(DeliverItem, node, iter.cur)->person_lock);
+	}
+}
+
 /*
  * deliver_run
  *		Delivers due items of the given servers until nothing is due, the
  *		time is up or max_items (0: no limit) have been started.  The caller
- *		has connected to SPI.  Returns a DeliverCounts per server.
+ *		has connected to SPI.  commit (may be NULL) commits the current
+ *		transaction and starts a new one.  Returns a DeliverCounts per
+ *		server.
  */
 List *
 deliver_run(List *server_oids, double max_seconds, int64 max_items,
-			bool report_progress)
+			bool report_progress, DeliverCommitFunc commit, void *commit_arg)
 {
-	DeliverRun *run = palloc0(sizeof(DeliverRun));
+	/* outlives the transactions a commit function ends */
+	MemoryContext mcxt = AllocSetContextCreate(TopMemoryContext, "campus_sync deliver",
+											   ALLOCSET_DEFAULT_SIZES);
+	DeliverRun *run = MemoryContextAllocZero(mcxt, sizeof(DeliverRun));
 	List	   *counts = NIL;
 	ListCell   *lc;
 
-	run->mcxt = AllocSetContextCreate(CurrentMemoryContext, "campus_sync deliver",
-									  ALLOCSET_DEFAULT_SIZES);
+	run->mcxt = mcxt;
 	run->max_items = max_items;
 	run->deadline = GetCurrentTimestamp() + (int64) (max_seconds * USECS_PER_SEC);
-
-	take_deliverer_lock();
-	queue_buffer_flush();		/* this transaction's own queued items too */
-	run->store = queue_store_open();
-	foreach(lc, server_oids)
-	{
-		ServerRun  *sr = MemoryContextAllocZero(run->mcxt, sizeof(ServerRun));
-		MemoryContext old = MemoryContextSwitchTo(run->mcxt);
-
-		dlist_init(&sr->flying);
-		sr->target = target_load_oid(lfirst_oid(lc));
-		sr->counts.server = sr->target->server_name;
-		health_load(sr->target->server_name, &sr->health);
-		run->servers = lappend(run->servers, sr);
-		MemoryContextSwitchTo(old);
-	}
+	run->commit = commit;
+	run->commit_arg = commit_arg;
 
 	PG_TRY();
 	{
+		take_deliverer_lock();
+		queue_buffer_flush();	/* this transaction's own queued items too */
+		run->store = queue_store_open();
+		foreach(lc, server_oids)
+		{
+			ServerRun  *sr = MemoryContextAllocZero(run->mcxt, sizeof(ServerRun));
+			MemoryContext old = MemoryContextSwitchTo(run->mcxt);
+
+			dlist_init(&sr->flying);
+			sr->target = target_load_oid(lfirst_oid(lc));
+			sr->counts.server = sr->target->server_name;
+			health_load(sr->target->server_name, &sr->health);
+			run->servers = lappend(run->servers, sr);
+			MemoryContextSwitchTo(old);
+		}
+
 		run_loop(run, report_progress);
+		queue_store_close(run->store);
+		run->store = NULL;
+
+		foreach(lc, run->servers)
+		{
+			ServerRun  *sr = lfirst(lc);
+			DeliverCounts *c = palloc(sizeof(DeliverCounts));
+
+			health_save(sr->target->server_name, &sr->health);
+			purge_delivered(sr);
+			*c = sr->counts;
+			c->server = pstrdup(sr->counts.server);
+			counts = lappend(counts, c);
+		}
+		if (run->pushed_snapshot)
+			PopActiveSnapshot();
+		/* the last outcomes are committed with the caller's transaction */
+		release_all(run);
 	}
 	PG_CATCH();
 	{
-		/* relations and memory go with the transaction; transfers are ours */
+		/* relations go with the transaction; transfers and persons are ours */
 		http_free_all();
+		release_all(run);
+		MemoryContextDelete(mcxt);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	queue_store_close(run->store);
-
-	foreach(lc, run->servers)
-	{
-		ServerRun  *sr = lfirst(lc);
-		DeliverCounts *c = palloc(sizeof(DeliverCounts));
-
-		health_save(sr->target->server_name, &sr->health);
-		purge_delivered(sr);
-		*c = sr->counts;
-		c->server = pstrdup(sr->counts.server);
-		counts = lappend(counts, c);
-	}
-	MemoryContextDelete(run->mcxt);
+	MemoryContextDelete(mcxt);
 	return counts;
-}
-
-/*
- * deliver(server, max_seconds, max_items)
- *		RETURNS TABLE (server, delivered, retried, failed)
- */
-PG_FUNCTION_INFO_V1(campus_sync_deliver);
-
-Datum
-campus_sync_deliver(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	double		max_seconds = PG_ARGISNULL(1) ? 10.0 : PG_GETARG_FLOAT8(1);
-	int64		max_items = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
-	List	   *servers;
-	List	   *counts;
-	ListCell   *lc;
-
-	if (!(max_seconds > 0) || isinf(max_seconds))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_seconds must be a positive number of seconds")));
-	if (!PG_ARGISNULL(2) && max_items <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_items must be positive, or NULL for no limit")));
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("campus_sync.deliver() must run in a READ COMMITTED transaction"),
-				 errdetail("It claims items other sessions queue while it runs."),
-				 errhint("Call it outside of REPEATABLE READ and SERIALIZABLE transactions.")));
-	PreventCommandIfReadOnly("campus_sync.deliver()");
-
-	InitMaterializedSRF(fcinfo, 0);
-	if (PG_ARGISNULL(0))
-		servers = target_all_servers();
-	else
-		servers = list_make1_oid(target_load(NameStr(*PG_GETARG_NAME(0)), NULL,
-											 SERVICE_ANY, InvalidOid)->server_oid);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	counts = deliver_run(servers, max_seconds, max_items, true);
-	SPI_finish();
-
-	foreach(lc, counts)
-	{
-		DeliverCounts *c = lfirst(lc);
-		Datum		values[4];
-		bool		nulls[4] = {0};
-
-		values[0] = DirectFunctionCall1(namein, CStringGetDatum(c->server));
-		values[1] = Int64GetDatum(c->delivered);
-		values[2] = Int64GetDatum(c->retried);
-		values[3] = Int64GetDatum(c->failed);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
 }

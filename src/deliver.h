@@ -2,8 +2,9 @@
  *
  * deliver.h
  *	  The delivery engine: sends due queue items, many at once, and records
- *	  what became of them.  Runs inside a transaction with SPI connected:
- *	  in a backend (deliver()) or, later, in the background worker.
+ *	  what became of them.  Runs with SPI connected: in the caller's
+ *	  transaction (deliver()), or committing as it goes (deliver_batches(),
+ *	  later the background worker).
  *
  *-------------------------------------------------------------------------
  */
@@ -23,7 +24,11 @@ typedef struct DeliverCounts
 	int64		failed;
 } DeliverCounts;
 
+/* Commits the current transaction and starts the next one. */
+typedef void (*DeliverCommitFunc) (void *arg);
+
 extern List *deliver_run(List *server_oids, double max_seconds, int64 max_items,
-						 bool report_progress);
+						 bool report_progress, DeliverCommitFunc commit,
+						 void *commit_arg);
 
 #endif							/* CAMPUS_SYNC_DELIVER_H */

@@ -15,6 +15,9 @@
 
 #include "access/htup_details.h"
 #include "commands/trigger.h"
+#include "common/jsonapi.h"
+#include "foreign/foreign.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
@@ -31,6 +34,7 @@
 #include "queue_buffer.h"
 #include "queue_store.h"
 #include "row_plan.h"
+#include "trigger_check.h"
 
 PG_FUNCTION_INFO_V1(campus_sync_enqueue);
 PG_FUNCTION_INFO_V1(campus_sync_sync_trigger);
@@ -40,6 +44,9 @@ queue_row_of(QueueRow *row, SyncTarget *target, const char *enqueued_by, Payload
 {
 	memset(row, 0, sizeof(QueueRow));
 	row->server = target->server_name;
+	row->server_oid = target->server_oid;
+	row->service = service_name(target->service);
+	row->key_field = target_key_field(target);
 	row->enqueued_by = enqueued_by;
 	row->person_key = payload->person_key;
 	row->payload = payload->body;
@@ -173,12 +180,6 @@ check_trigger_call(FunctionCallInfo fcinfo)
 				 errmsg("trigger \"%s\" on \"%s\" must fire AFTER INSERT OR UPDATE ... FOR EACH ROW",
 						td->tg_trigger->tgname, RelationGetRelationName(td->tg_relation)),
 				 errhint("CREATE TRIGGER ... AFTER INSERT OR UPDATE ON ... FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('opscom');")));
-	if (td->tg_trigger->tgnargs < 1 || td->tg_trigger->tgnargs > 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger \"%s\" on \"%s\" needs the server name and optionally a mapping as arguments",
-						td->tg_trigger->tgname, RelationGetRelationName(td->tg_relation)),
-				 errhint("For example EXECUTE FUNCTION campus_sync.sync_trigger('opscom', '{\"unique_id\": \"banner_id\"}').")));
 }
 
 /*
@@ -194,11 +195,74 @@ check_writer(TriggerPlan *plan)
 												  GetUserNameFromId(GetUserId(), false));
 }
 
+/* Names the trigger in the CONTEXT of an error its arguments cause. */
+static void
+trigger_error_context(void *arg)
+{
+	Trigger    *tg = ((void **) arg)[0];
+	Relation	rel = ((void **) arg)[1];
+
+	errcontext("campus_sync.sync_trigger() of trigger \"%s\" on table \"%s\"",
+			   tg->tgname, RelationGetRelationName(rel));
+}
+
 /*
- * The trigger's plan.  USAGE on the server is checked for the table's
- * owner, who created the trigger: whoever may write the table fires it,
- * with no privilege on campus_sync of their own.
+ * trigger_target_and_payload
+ *		Checks a sync trigger's arguments the way its first write does and
+ *		plans its payload, in the current memory context.  Errors name the
+ *		trigger and say how to mend it.  USAGE on the server is checked for
+ *		the table's owner, who created the trigger: whoever may write the
+ *		table fires it, with no privilege on campus_sync of their own.
  */
+void
+trigger_target_and_payload(Trigger *tg, Relation rel, SyncTarget **target,
+						   PayloadPlan **payload)
+{
+	const char *table = RelationGetRelationName(rel);
+	Jsonb	   *mapping = NULL;
+	ErrorContextCallback context;
+	void	   *context_arg[2] = {tg, rel};
+
+	if (tg->tgnargs < 1 || tg->tgnargs > 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" on \"%s\" needs the server name and optionally a mapping as arguments",
+						tg->tgname, table),
+				 errhint("For example EXECUTE FUNCTION campus_sync.sync_trigger('opscom', '{\"unique_id\": \"banner_id\"}').")));
+	if (GetForeignServerByName(tg->tgargs[0], true) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("trigger \"%s\" on table \"%s\" sends to server \"%s\", which does not exist",
+						tg->tgname, table, tg->tgargs[0]),
+				 errhint("Create the server again (CREATE SERVER %s FOREIGN DATA WRAPPER campus_sync ...), or drop the trigger: DROP TRIGGER %s ON %s;",
+						 quote_identifier(tg->tgargs[0]), quote_identifier(tg->tgname),
+						 quote_identifier(table))));
+	if (tg->tgnargs == 2)
+	{
+		JsonLexContext *lex = makeJsonLexContextCstringLen(tg->tgargs[1], strlen(tg->tgargs[1]),
+														   GetDatabaseEncoding(), true);
+
+		if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("trigger \"%s\" on table \"%s\" has a mapping argument that is not valid JSON",
+							tg->tgname, table),
+					 errdetail("The mapping argument is: %s", tg->tgargs[1]),
+					 errhint("Re-create the trigger with a JSON object such as '{\"unique_id\": \"banner_id\"}'; campus_sync.check_trigger('%s') checks it without writing a row.",
+							 quote_identifier(table))));
+		mapping = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(tg->tgargs[1])));
+	}
+
+	context.callback = trigger_error_context;
+	context.arg = context_arg;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
+	*target = target_load(tg->tgargs[0], NULL, SERVICE_ANY, rel->rd_rel->relowner);
+	*payload = payload_plan_create(*target, RelationGetDescr(rel), mapping);
+	error_context_stack = context.previous;
+}
+
+/* The trigger's plan, built at its first use and kept. */
 static TriggerPlan *
 trigger_plan(FunctionCallInfo fcinfo)
 {
@@ -208,7 +272,6 @@ trigger_plan(FunctionCallInfo fcinfo)
 	bool		found;
 	TriggerPlan *plan = hash_search(get_trigger_plans(), &tgoid, HASH_ENTER, &found);
 	MemoryContext old;
-	Jsonb	   *mapping = NULL;
 
 	if (found && plan->valid && plan->desc == RelationGetDescr(rel))
 	{
@@ -228,12 +291,7 @@ trigger_plan(FunctionCallInfo fcinfo)
 									   ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(plan->mcxt);
 	plan->desc = RelationGetDescr(rel);
-	plan->target = target_load(td->tg_trigger->tgargs[0], NULL, SERVICE_ANY,
-							   rel->rd_rel->relowner);
-	if (td->tg_trigger->tgnargs == 2)
-		mapping = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-													 CStringGetDatum(td->tg_trigger->tgargs[1])));
-	plan->payload = payload_plan_create(plan->target, plan->desc, mapping);
+	trigger_target_and_payload(td->tg_trigger, rel, &plan->target, &plan->payload);
 	plan->source_columns = payload_source_columns(plan->payload, &plan->nsource_columns);
 	MemoryContextSwitchTo(old);
 

@@ -15,7 +15,9 @@
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/sequence.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
@@ -35,11 +37,15 @@ typedef enum InboxColumn
 	IN_ERROR,
 	IN_ENQUEUED_BY,
 	IN_ENQUEUED_AT,
+	IN_SERVER_OID,
+	IN_SERVICE,
+	IN_KEY_FIELD,
 	N_INBOX_COLUMNS
 } InboxColumn;
 
 static const char *const inbox_column_names[N_INBOX_COLUMNS] = {
-	"id", "server", "person_key", "payload", "error", "enqueued_by", "enqueued_at"
+	"id", "server", "person_key", "payload", "error", "enqueued_by", "enqueued_at",
+	"server_oid", "service", "key_field"
 };
 
 /* Items appended per multi-insert. */
@@ -136,6 +142,9 @@ fill(TupleTableSlot *slot, QueueRow *r, TimestampTz now)
 		SET(IN_ERROR, CStringGetTextDatum(r->error));
 	SET(IN_ENQUEUED_BY, CStringGetTextDatum(r->enqueued_by));
 	SET(IN_ENQUEUED_AT, TimestampTzGetDatum(now));
+	SET(IN_SERVER_OID, ObjectIdGetDatum(r->server_oid));
+	SET(IN_SERVICE, CStringGetTextDatum(r->service));
+	SET(IN_KEY_FIELD, CStringGetTextDatum(r->key_field));
 #undef SET
 	ExecStoreVirtualTuple(slot);
 	return id;
@@ -192,8 +201,12 @@ text_of(TupleTableSlot *slot, InboxColumn col)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
-/* Rows handed to the caller at a time. */
+/*
+ * Rows handed to the caller at a time: at most this many, and no more
+ * payload bytes than this (a payload may be megabytes).
+ */
 #define DRAIN_BATCH 1000
+#define DRAIN_BATCH_BYTES (8 * 1024 * 1024)
 
 /*
  * inbox_drain
@@ -205,6 +218,9 @@ text_of(TupleTableSlot *slot, InboxColumn col)
  *		newer state moved ahead of an older one left behind could be sent
  *		first.  The caller holds the mover lock (deliver.c), so no other
  *		deliverer drains at the same time.
+ *
+ *		Before it returns, the commits that queued the rows are on disk
+ *		(see queue_claim.c: nothing is sent before that).
  */
 int
 inbox_drain(InboxBatchFunc func, void *arg)
@@ -220,7 +236,9 @@ inbox_drain(InboxBatchFunc func, void *arg)
 	InboxItem  *items = palloc(sizeof(InboxItem) * DRAIN_BATCH);
 	int			n = 0;
 	int			total = 0;
+	Size		bytes = 0;
 	bool		more = true;
+	XLogRecPtr	max_lsn = InvalidXLogRecPtr;
 
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -252,20 +270,30 @@ inbox_drain(InboxBatchFunc func, void *arg)
 			item->row.enqueued_by = text_of(locked, IN_ENQUEUED_BY);
 			item->row.enqueued_at = DatumGetTimestampTz(slot_getattr(locked, shape.attnum[IN_ENQUEUED_AT],
 																	 &isnull));
+			item->row.server_oid = DatumGetObjectId(slot_getattr(locked, shape.attnum[IN_SERVER_OID],
+																 &isnull));
+			item->row.service = text_of(locked, IN_SERVICE);
+			item->row.key_field = text_of(locked, IN_KEY_FIELD);
+			if (item->row.payload)
+				bytes += strlen(item->row.payload);
 			MemoryContextSwitchTo(old);
+			note_commit_lsn(locked, &max_lsn);
 		}
-		if (n == DRAIN_BATCH || (!more && n > 0))
+		if (n == DRAIN_BATCH || bytes >= DRAIN_BATCH_BYTES || (!more && n > 0))
 		{
 			func(items, n, arg);
 			for (int i = 0; i < n; i++)
 				simple_table_tuple_delete(rel, &items[i].tid, snapshot);
 			total += n;
 			n = 0;
+			bytes = 0;
 			MemoryContextReset(batch_cxt);
 		}
 	}
 	table_endscan(scan);
 	UnregisterSnapshot(snapshot);
+	if (max_lsn != InvalidXLogRecPtr)
+		XLogFlush(max_lsn);
 	ExecDropSingleTupleTableSlot(slot);
 	ExecDropSingleTupleTableSlot(locked);
 	MemoryContextDelete(batch_cxt);

@@ -104,6 +104,9 @@ queue_buffer_add(QueueRow *row)
 	memset(b, 0, sizeof(QueueRow));
 	b->id = inbox_next_id();
 	b->server = copy(row->server);
+	b->server_oid = row->server_oid;
+	b->service = row->service;	/* constants */
+	b->key_field = row->key_field;
 	b->enqueued_by = copy(row->enqueued_by);
 	b->person_key = copy(row->person_key);
 	b->payload = copy(row->payload);

@@ -15,14 +15,29 @@
  *	  SKIP LOCKED skips) or is not due yet: never two requests of a person
  *	  at once, and a Retry-After or backoff holds back the newer state too.
  *
+ *	  A claimed person is also held by a session-level advisory lock, which
+ *	  outlives the claiming transaction: a deliverer that commits outcomes
+ *	  while requests are in flight (deliver_batches(), the worker) keeps
+ *	  the persons it is sending to until their outcomes are committed.
+ *
+ *	  Nothing is claimed before the commit that queued it is on disk: with
+ *	  synchronous_commit = off a transaction is visible before its commit
+ *	  record is flushed, and a crash would erase a person the remote had
+ *	  already been sent.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/genam.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_collation_d.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
@@ -82,6 +97,35 @@ person_add(QueueStore *store, PersonItems *p, TupleTableSlot *slot)
 															 &isnull));
 }
 
+/* The advisory lock that holds a person: "CSYC", server, key hash, 9. */
+#define PERSON_LOCK_CLASS 0x43535943
+#define PERSON_LOCK_SUBID 9
+
+static void
+person_locktag(LOCKTAG *tag, Oid server_oid, uint32 person_lock)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, person_lock, server_oid, PERSON_LOCK_SUBID);
+}
+
+/* Holds the person for this session; false when another deliverer does. */
+static bool
+person_lock(Oid server_oid, uint32 person_lock)
+{
+	LOCKTAG		tag;
+
+	person_locktag(&tag, server_oid, person_lock);
+	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+void
+queue_person_unlock(Oid server_oid, uint32 person_lock)
+{
+	LOCKTAG		tag;
+
+	person_locktag(&tag, server_oid, person_lock);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
 /* Locks one item for this run; false when someone else holds or changed it. */
 static bool
 lock_item(QueueStore *store, Snapshot snapshot, ItemPointer tid)
@@ -99,12 +143,13 @@ lock_item(QueueStore *store, Snapshot snapshot, ItemPointer tid)
  * (locked, with the older items it supersedes, locked as well).
  */
 static ClaimedItem *
-claim_person(QueueStore *store, Snapshot snapshot, PersonItems *p,
-			 int64 *held, int nheld, TimestampTz now)
+claim_person(QueueStore *store, Oid server_oid, Snapshot snapshot, PersonItems *p,
+			 int64 *held, int nheld, TimestampTz now, XLogRecPtr *max_lsn)
 {
 	int			newest = -1;
 	ClaimedItem *claimed;
 	bool		isnull;
+	uint32		lock_key;
 
 	for (int i = 0; i < p->n; i++)
 	{
@@ -118,16 +163,25 @@ claim_person(QueueStore *store, Snapshot snapshot, PersonItems *p,
 	if (newest < 0)
 		return NULL;
 
-	/* the newest first: if another deliverer holds the person, this fails */
-	if (!lock_item(store, snapshot, &p->items[newest].tid))
+	/* the person, then its newest item: if another deliverer holds either, skip */
+	lock_key = hash_bytes((const unsigned char *) p->key, strlen(p->key));
+	if (!person_lock(server_oid, lock_key))
 		return NULL;
+	if (!lock_item(store, snapshot, &p->items[newest].tid))
+	{
+		queue_person_unlock(server_oid, lock_key);
+		return NULL;
+	}
+	note_commit_lsn(store->probe, max_lsn);
 
 	claimed = palloc0(sizeof(ClaimedItem));
 	claimed->tid = p->items[newest].tid;
 	claimed->id = p->items[newest].id;
 	claimed->person_key = p->key;
-	claimed->payload = slot_text(store, store->probe, COL_PAYLOAD);
+	claimed->person_lock = lock_key;
 	claimed->enqueued_by = slot_text(store, store->probe, COL_ENQUEUED_BY);
+	claimed->service = slot_text(store, store->probe, COL_SERVICE);
+	claimed->key_field = slot_text(store, store->probe, COL_KEY_FIELD);
 	claimed->attempts = DatumGetInt32(slot_getattr(store->probe, store->attnum[COL_ATTEMPTS],
 												   &isnull));
 	claimed->superseded_tids = palloc(sizeof(ItemPointerData) * p->n);
@@ -140,7 +194,11 @@ claim_person(QueueStore *store, Snapshot snapshot, PersonItems *p,
 		if (!lock_item(store, snapshot, &p->items[i].tid))
 		{
 			if (p->items[i].waiting)
-				return NULL;	/* held elsewhere: leave the person for now */
+			{
+				/* held elsewhere: leave the person for now */
+				queue_person_unlock(server_oid, lock_key);
+				return NULL;
+			}
 			continue;			/* an invalid item someone else is at */
 		}
 		claimed->superseded_tids[claimed->nsuperseded] = p->items[i].tid;
@@ -156,7 +214,7 @@ claim_person(QueueStore *store, Snapshot snapshot, PersonItems *p,
  *		transaction ends.  The cursor moves past the last person claimed.
  */
 List *
-queue_claim(QueueStore *store, const char *server, ClaimCursor *cursor,
+queue_claim(QueueStore *store, Oid server_oid, ClaimCursor *cursor,
 			int64 *held, int nheld, int limit)
 {
 	Snapshot	snapshot;
@@ -167,6 +225,7 @@ queue_claim(QueueStore *store, const char *server, ClaimCursor *cursor,
 	TimestampTz now = GetCurrentTimestamp();
 	PersonItems person = {0};
 	bool		more = true;
+	XLogRecPtr	max_lsn = InvalidXLogRecPtr;
 
 	/* this run's own results are part of what the claim must see */
 	CommandCounterIncrement();
@@ -191,13 +250,14 @@ queue_claim(QueueStore *store, const char *server, ClaimCursor *cursor,
 			key = slot_text(store, store->found, COL_PERSON_KEY);
 			if (key == NULL)
 				continue;		/* an invalid row without a key */
-			if (strcmp(slot_text(store, store->found, COL_SERVER), server) != 0)
+			if (slot_oid(store, store->found, COL_SERVER_OID) != server_oid)
 				continue;		/* another server's item */
 		}
 		/* a person's items are all seen: decide for the person */
 		if (person.key && (key == NULL || strcmp(key, person.key) != 0))
 		{
-			ClaimedItem *c = claim_person(store, snapshot, &person, held, nheld, now);
+			ClaimedItem *c = claim_person(store, server_oid, snapshot, &person, held, nheld,
+										  now, &max_lsn);
 
 			if (c)
 			{
@@ -218,7 +278,38 @@ queue_claim(QueueStore *store, const char *server, ClaimCursor *cursor,
 	ExecClearTuple(store->found);
 	ExecClearTuple(store->probe);
 	UnregisterSnapshot(snapshot);
+	if (max_lsn != InvalidXLogRecPtr)
+		XLogFlush(max_lsn);
 	return claimed;
+}
+
+/* The payload of an item this transaction holds, in the current context. */
+char *
+queue_fetch_payload(QueueStore *store, ItemPointer tid)
+{
+	char	   *payload;
+
+	if (!table_tuple_fetch_row_version(store->rel, tid, SnapshotAny, store->probe))
+		elog(ERROR, "campus_sync queue item at (%u,%u) vanished while held",
+			 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
+	payload = slot_text(store, store->probe, COL_PAYLOAD);
+	ExecClearTuple(store->probe);
+	return payload;
+}
+
+/*
+ * Locks again, in a new transaction, an item whose request is in flight;
+ * false when its row changed meanwhile (its outcome is then not recorded).
+ */
+bool
+queue_relock(QueueStore *store, ItemPointer tid)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	bool		locked = lock_item(store, snapshot, tid);
+
+	ExecClearTuple(store->probe);
+	UnregisterSnapshot(snapshot);
+	return locked;
 }
 
 /* Writes an attempt's outcome to the item this transaction holds at tid. */
@@ -254,7 +345,7 @@ queue_remove(QueueStore *store, ItemPointer tid)
 
 /* Does a later item of this person wait (so that it may be due now)? */
 bool
-queue_has_successor(QueueStore *store, const char *server, const char *key, int64 id)
+queue_has_successor(QueueStore *store, Oid server_oid, const char *key, int64 id)
 {
 	Snapshot	snapshot;
 	ScanKeyData scankey;
@@ -269,7 +360,7 @@ queue_has_successor(QueueStore *store, const char *server, const char *key, int6
 	while (!found && index_getnext_slot(scan, ForwardScanDirection, store->probe))
 		found = slot_int64(store, store->probe, COL_ID) > id &&
 			is_waiting(slot_text(store, store->probe, COL_STATE)) &&
-			strcmp(slot_text(store, store->probe, COL_SERVER), server) == 0;
+			slot_oid(store, store->probe, COL_SERVER_OID) == server_oid;
 	index_endscan(scan);
 	ExecClearTuple(store->probe);
 	UnregisterSnapshot(snapshot);

@@ -21,7 +21,7 @@ compare_items(const void *a, const void *b)
 {
 	const InboxItem *x = a;
 	const InboxItem *y = b;
-	int			c = strcmp(x->row.server, y->row.server);
+	int			c = (x->row.server_oid > y->row.server_oid) - (x->row.server_oid < y->row.server_oid);
 
 	if (c != 0)
 		return c;
@@ -38,7 +38,7 @@ static bool
 same_person(InboxItem *a, InboxItem *b)
 {
 	return a->row.person_key && b->row.person_key &&
-		strcmp(a->row.server, b->row.server) == 0 &&
+		a->row.server_oid == b->row.server_oid &&
 		strcmp(a->row.person_key, b->row.person_key) == 0;
 }
 

@@ -28,6 +28,7 @@
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
@@ -48,7 +49,7 @@
 static const char *const queue_column_names[N_QUEUE_COLUMNS] = {
 	"id", "server", "person_key", "state", "payload", "enqueued_by", "attempts",
 	"next_attempt_at", "last_http_status", "last_error", "remote_id",
-	"enqueued_at", "delivered_at"
+	"enqueued_at", "delivered_at", "server_oid", "service", "key_field"
 };
 
 /* An index of the queue, and its partial-index predicate, compiled. */
@@ -150,7 +151,9 @@ find_columns(TupleDesc desc, const char *const *names, int n, AttrNumber *attnum
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("campus_sync.%s has no column \"%s\"", relname, names[c]),
-					 errhint("The campus_sync extension is not installed correctly; reinstall it.")));
+					 errdetail("The extension's SQL objects are older than its library (version %s).",
+							   EXTVERSION),
+					 errhint("Run ALTER EXTENSION campus_sync UPDATE;")));
 	}
 }
 
@@ -312,6 +315,36 @@ slot_int64(QueueStore *store, TupleTableSlot *slot, QueueColumn col)
 	return DatumGetInt64(slot_getattr(slot, store->attnum[col], &isnull));
 }
 
+Oid
+slot_oid(QueueStore *store, TupleTableSlot *slot, QueueColumn col)
+{
+	bool		isnull;
+
+	return DatumGetObjectId(slot_getattr(slot, store->attnum[col], &isnull));
+}
+
+/*
+ * Raises *max_lsn to where the commit of the slot's tuple version ends in
+ * the WAL, when that commit was asynchronous (synchronous_commit = off) and
+ * may not be on disk yet.  The caller flushes the WAL that far before it
+ * sends anything it read.
+ */
+void
+note_commit_lsn(TupleTableSlot *slot, XLogRecPtr *max_lsn)
+{
+	bool		isnull;
+	TransactionId xmin = DatumGetTransactionId(slot_getsysattr(slot, MinTransactionIdAttributeNumber,
+															   &isnull));
+
+	if (!isnull && TransactionIdIsNormal(xmin) && !TransactionIdIsCurrentTransactionId(xmin))
+	{
+		XLogRecPtr	lsn = TransactionIdGetCommitLSN(xmin);
+
+		if (lsn > *max_lsn)
+			*max_lsn = lsn;
+	}
+}
+
 /* Starts the row to write from the tuple read. */
 void
 copy_found_to_row(QueueStore *store)
@@ -374,6 +407,9 @@ fill_new_item(QueueStore *store, TupleTableSlot *slot, QueueRow *r, TimestampTz 
 	SET(COL_NEXT_ATTEMPT_AT, TimestampTzGetDatum(now));
 	SET_TEXT(COL_LAST_ERROR, r->error);
 	SET(COL_ENQUEUED_AT, TimestampTzGetDatum(r->enqueued_at));
+	SET(COL_SERVER_OID, ObjectIdGetDatum(r->server_oid));
+	SET_TEXT(COL_SERVICE, r->service);
+	SET_TEXT(COL_KEY_FIELD, r->key_field);
 #undef SET
 #undef SET_TEXT
 	ExecStoreVirtualTuple(slot);

@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "access/skey.h"
+#include "access/xlogdefs.h"
 #include "executor/executor.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -34,6 +35,9 @@ typedef enum QueueColumn
 	COL_REMOTE_ID,
 	COL_ENQUEUED_AT,
 	COL_DELIVERED_AT,
+	COL_SERVER_OID,
+	COL_SERVICE,
+	COL_KEY_FIELD,
 	N_QUEUE_COLUMNS
 } QueueColumn;
 
@@ -65,7 +69,10 @@ typedef struct QueueStore
 typedef struct QueueRow
 {
 	int64		id;				/* 0: the next from the sequence (inbox) */
-	const char *server;
+	const char *server;			/* the server's name when queued */
+	Oid			server_oid;		/* what the item is bound to ... */
+	const char *service;		/* ... and was built for */
+	const char *key_field;
 	const char *enqueued_by;
 	const char *person_key;
 	const char *payload;
@@ -86,6 +93,7 @@ extern int64 slot_int64(QueueStore *store, TupleTableSlot *slot, QueueColumn col
 extern void copy_found_to_row(QueueStore *store);
 extern void update_row(QueueStore *store, ItemPointer tid);
 extern void person_scan_key(ScanKey key, const char *person_key);
+extern void note_commit_lsn(TupleTableSlot *slot, XLogRecPtr *max_lsn);
 
 /* queue_claim.c: the deliverer's side */
 typedef struct ClaimedItem
@@ -93,8 +101,10 @@ typedef struct ClaimedItem
 	ItemPointerData tid;		/* the locked version */
 	int64		id;
 	char	   *person_key;
-	char	   *payload;
+	uint32		person_lock;	/* see queue_claim.c */
 	char	   *enqueued_by;
+	char	   *service;		/* what it was built for */
+	char	   *key_field;
 	int			attempts;
 	/* the person's older items, which this one supersedes (locked too) */
 	int			nsuperseded;
@@ -121,12 +131,16 @@ typedef struct ClaimCursor
 	bool		inclusive;
 } ClaimCursor;
 
-extern List *queue_claim(QueueStore *store, const char *server, ClaimCursor *cursor,
+extern List *queue_claim(QueueStore *store, Oid server_oid, ClaimCursor *cursor,
 						 int64 *held, int nheld, int limit);
+extern char *queue_fetch_payload(QueueStore *store, ItemPointer tid);
+extern bool queue_relock(QueueStore *store, ItemPointer tid);
+extern void queue_person_unlock(Oid server_oid, uint32 person_lock);
 extern void queue_record(QueueStore *store, ItemPointer tid, ItemOutcome *outcome);
 extern void queue_remove(QueueStore *store, ItemPointer tid);
-extern bool queue_has_successor(QueueStore *store, const char *server,
+extern bool queue_has_successor(QueueStore *store, Oid server_oid,
 								const char *key, int64 id);
+extern Oid	slot_oid(QueueStore *store, TupleTableSlot *slot, QueueColumn col);
 
 /* queue_move.c */
 extern int	queue_move_inbox(QueueStore *store);

@@ -100,6 +100,18 @@ service_name(ServiceKind service)
 	return service == SERVICE_OPSCOM ? "opscom" : "cloudcard";
 }
 
+/*
+ * The API field whose value is the person key.  A queue item records it
+ * with the service: changing either changes whom an item would reach.
+ */
+const char *
+target_key_field(SyncTarget *target)
+{
+	if (target->service == SERVICE_OPSCOM)
+		return "unique_id";
+	return target->find_by_email ? "email" : "identifier";
+}
+
 static const OptionDef *
 find_server_option(const char *name)
 {

@@ -62,6 +62,7 @@ typedef struct TargetSecret
 } TargetSecret;
 
 extern const char *service_name(ServiceKind service);
+extern const char *target_key_field(SyncTarget *target);
 
 extern SyncTarget *target_load(const char *server_name, Jsonb *call_options,
 							   ServiceKind expected, Oid check_usage_role);
