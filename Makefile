@@ -11,6 +11,7 @@ OBJS = \
 	src/payload_cloudcard.o \
 	src/row_plan.o \
 	src/http.o \
+	src/secrets.o \
 	src/response.o \
 	src/cloudcard_auth.o \
 	src/request.o \

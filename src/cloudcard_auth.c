@@ -6,7 +6,10 @@
  *	  backend's life.  A token is renewed five minutes before the
  *	  expirationDate CloudCard gives, and after a 401 (the caller then
  *	  retries once).  Any change to a server or user mapping drops the
- *	  cache.  Tokens live only in this backend's memory.
+ *	  cache.  Tokens live only in this backend's memory.  Every token
+ *	  obtained is also a secret (secrets.c), redacted from every answer
+ *	  from then on, the exchange's own answer included, even after the
+ *	  cache has dropped it.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,10 +28,13 @@
 #include "cloudcard_auth.h"
 #include "http.h"
 #include "response.h"
+#include "secrets.h"
 
 #define RENEW_MARGIN_S 300
 /* CloudCard documents 12 hours; used when the answer has no usable date */
 #define DEFAULT_LIFETIME_S (11 * 3600)
+/* longest session token taken */
+#define MAX_TOKEN_LEN 4096
 
 typedef struct SessionToken
 {
@@ -146,6 +152,23 @@ is_temporary_status(long status)
 	return status == 408 || status == 425 || status == 429 || status >= 500;
 }
 
+/*
+ * Can a token go in an X-Auth-Token header as it is?  Visible ASCII only:
+ * a CR or LF from a hostile answer would add headers of its choosing.
+ */
+static bool
+usable_token(const char *token)
+{
+	size_t		len = strlen(token);
+
+	if (len == 0 || len > MAX_TOKEN_LEN)
+		return false;
+	for (const char *p = token; *p; p++)
+		if (*p < 0x21 || *p > 0x7e)
+			return false;
+	return true;
+}
+
 /* Exchanges the PAT; on failure fills *failure and returns false. */
 static bool
 exchange(SyncTarget *target, TargetSecret *secret, SessionToken *entry,
@@ -154,6 +177,7 @@ exchange(SyncTarget *target, TargetSecret *secret, SessionToken *entry,
 	HttpTransfer *t = http_transfer_create(NULL);
 	StringInfoData body;
 	char	   *url = psprintf("%s/authentication-token", target->url);
+	char	   *token;
 	char	   *text;
 	ResponseInfo info;
 	long		status;
@@ -162,6 +186,7 @@ exchange(SyncTarget *target, TargetSecret *secret, SessionToken *entry,
 	appendStringInfoString(&body, "{\"persistentAccessToken\":");
 	escape_json(&body, secret->value);
 	appendStringInfoChar(&body, '}');
+	secrets_remember(secret->value);
 
 	PG_TRY();
 	{
@@ -176,7 +201,7 @@ exchange(SyncTarget *target, TargetSecret *secret, SessionToken *entry,
 	status = t->status;
 	failure->http_status = (int) status;
 	failure->retry_after_s = t->retry_after_s;
-	if (t->result != CURLE_OK)
+	if (t->result != CURLE_OK && !t->response_too_large)
 	{
 		failure->error = psprintf("could not exchange the CloudCard persistent access token: %s",
 								  http_transport_error(t, target));
@@ -184,27 +209,54 @@ exchange(SyncTarget *target, TargetSecret *secret, SessionToken *entry,
 		http_transfer_free(t);
 		return false;
 	}
-	text = response_text(t->response, t->response_len, secret->value, NULL);
-	http_transfer_free(t);
-	response_info_parse(text, &info);
-
-	if (status < 200 || status >= 300 || info.token_value == NULL)
+	if (t->response_too_large)
 	{
+		failure->error = psprintf("could not exchange the CloudCard persistent access token: %s",
+								  http_cut_error(t));
 		failure->temporary = is_temporary_status(status);
-		failure->error = status == 401 || status == 403 ?
-			psprintf("CloudCard refused the persistent access token (HTTP %ld); check the user mapping's persistent_access_token",
-					 status) :
-			psprintf("CloudCard's authentication-token answer (HTTP %ld) has no tokenValue: %s",
-					 status, response_excerpt(text));
+		http_transfer_free(t);
 		return false;
 	}
 
-	forget_token(entry);
-	entry->token = MemoryContextStrdup(TopMemoryContext, info.token_value);
-	explicit_bzero(info.token_value, strlen(info.token_value));
-	entry->renew_at = renew_time(info.expiration_date);
-	entry->generation = next_generation++;
-	return true;
+	/*
+	 * The answer holds the new session token, which redaction would hide:
+	 * read it first, and make it a secret before any text of the answer is
+	 * made.  Any tokenValue counts, even in an answer that is a failure.
+	 */
+	token = response_secret_field(t->response, t->response_len, "tokenValue");
+	if (token != NULL)
+		secrets_remember(token);
+	text = response_text(t->response, t->response_len, false);
+	if (t->response)
+		explicit_bzero(t->response, t->response_len);
+	http_transfer_free(t);
+	response_info_parse(text, &info);
+
+	if (status == 401 || status == 403)
+		failure->error = psprintf("CloudCard refused the persistent access token (HTTP %ld); check the user mapping's persistent_access_token",
+								  status);
+	else if (status < 200 || status >= 300)
+	{
+		failure->temporary = is_temporary_status(status);
+		failure->error = psprintf("CloudCard answered HTTP %ld to the authentication-token exchange: %s",
+								  status, info.message ? info.message : response_excerpt(text));
+	}
+	else if (token == NULL)
+		failure->error = psprintf("CloudCard's authentication-token answer (HTTP %ld) has no tokenValue: %s",
+								  status, response_excerpt(text));
+	else if (!usable_token(token))
+		failure->error = psprintf("CloudCard's authentication-token answer (HTTP %ld) has a tokenValue that cannot be sent in a header (1 to %d visible ASCII characters)",
+								  status, MAX_TOKEN_LEN);
+	else
+	{
+		forget_token(entry);
+		entry->token = MemoryContextStrdup(TopMemoryContext, token);
+		entry->renew_at = renew_time(info.expiration_date);
+		entry->generation = next_generation++;
+	}
+	if (token != NULL)
+		explicit_bzero(token, strlen(token));
+	return failure->error == NULL;
 }
 
 /*
@@ -231,6 +283,7 @@ cloudcard_session_token(SyncTarget *target, TargetSecret *secret,
 			return NULL;
 	}
 	*generation = entry->generation;
+	secrets_remember(entry->token);	/* still among the recently used */
 	return entry->token;
 }
 

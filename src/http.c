@@ -21,6 +21,7 @@
 #include "utils/wait_event.h"
 
 #include "http.h"
+#include "secrets.h"
 
 /* curl_multi_poll() and CURLOPT_PROTOCOLS_STR's predecessor checks */
 #if LIBCURL_VERSION_NUM < 0x074200
@@ -182,34 +183,40 @@ http_free_all(void)
 		http_transfer_free(dlist_container(HttpTransfer, node, iter.cur));
 }
 
+/*
+ * Keeps the body up to HTTP_MAX_RESPONSE bytes.  Past that it keeps what
+ * fits and stops the transfer: an endless body costs at most the cap.
+ */
 static size_t
 write_callback(char *data, size_t size, size_t nmemb, void *arg)
 {
 	HttpTransfer *t = arg;
 	size_t		n = size * nmemb;
+	size_t		keep = n;
 
-	if (t->response_len + n + 1 > t->response_cap)
+	if (t->response_len + n > HTTP_MAX_RESPONSE)
+	{
+		t->response_too_large = true;
+		keep = HTTP_MAX_RESPONSE - t->response_len;
+	}
+	if (t->response_len + keep + 1 > t->response_cap)
 	{
 		size_t		cap = Max(t->response_cap * 2, 4096);
 		char	   *grown;
 
-		while (cap < t->response_len + n + 1)
+		while (cap < t->response_len + keep + 1)
 			cap *= 2;
-		if (cap > HTTP_MAX_RESPONSE + 1)
-		{
-			t->response_too_large = true;
-			return 0;			/* aborts the transfer */
-		}
+		cap = Min(cap, (size_t) HTTP_MAX_RESPONSE + 1);
 		grown = realloc(t->response, cap);
 		if (grown == NULL)
 			return 0;
 		t->response = grown;
 		t->response_cap = cap;
 	}
-	memcpy(t->response + t->response_len, data, n);
-	t->response_len += n;
+	memcpy(t->response + t->response_len, data, keep);
+	t->response_len += keep;
 	t->response[t->response_len] = '\0';
-	return n;
+	return t->response_too_large ? 0 : n;	/* 0 aborts the transfer */
 }
 
 /* Retry-After: delta-seconds or an HTTP-date (RFC 9110 10.2.3). */
@@ -343,6 +350,8 @@ http_start(HttpTransfer *t, const char *method, const char *url,
 								  (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS)), "protocols");
 #endif
 	check_setopt(curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L), "redirects");
+	/* never inflate a compressed answer (a gzip bomb); none is asked for */
+	check_setopt(curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L), "decoding");
 	check_setopt(curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L), "nosignal");
 	check_setopt(curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT), "user agent");
 	check_setopt(curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers), "headers");
@@ -403,7 +412,8 @@ collect_done(void)
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
 		curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
 		t->elapsed_ms = total_us / 1000.0;
-		if (t->result != CURLE_OK)
+		/* a body cut at the cap is still an answer: its status counts */
+		if (t->result != CURLE_OK && !t->response_too_large)
 			t->status = 0;
 		else if (t->status >= 300 && t->status < 400)
 		{
@@ -506,16 +516,93 @@ http_execute(HttpTransfer *t, const char *method, const char *url,
 	PG_END_TRY();
 }
 
+/*
+ * Text libcurl reports, made safe to show: its error buffer can quote what
+ * the remote sent (a certificate's subject, a reply line), in any bytes.
+ * Keeps printable ASCII, redacts secrets.
+ */
+static char *
+curl_text(const char *s)
+{
+	char	   *copy = pstrdup(s);
+
+	for (char *p = copy; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			*p = '?';
+	return secrets_redact(copy);
+}
+
+/*
+ * http_cut_error
+ *		What to say about an answer whose body was cut at HTTP_MAX_RESPONSE.
+ */
+char *
+http_cut_error(HttpTransfer *t)
+{
+	return psprintf("the answer (HTTP %ld) was larger than %d bytes and was cut",
+					t->status, HTTP_MAX_RESPONSE);
+}
+
 /* A transport failure in the user's terms. */
 char *
 http_transport_error(HttpTransfer *t, SyncTarget *target)
 {
 	if (t->response_too_large)
-		return psprintf("the response was larger than %d bytes", HTTP_MAX_RESPONSE);
+		return http_cut_error(t);
 	if (t->result == CURLE_OPERATION_TIMEDOUT)
 		return psprintf("no complete answer within timeout_ms (%d ms): %s",
-						target->timeout_ms, t->errbuf[0] ? t->errbuf : "timed out");
-	return psprintf("%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
+						target->timeout_ms,
+						t->errbuf[0] ? curl_text(t->errbuf) : "timed out");
+	return curl_text(t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
+}
+
+/*
+ * http_location
+ *		Where a 3xx answer pointed, safe to show: without userinfo, query and
+ *		fragment (where a remote would put a token), bytes other than
+ *		printable ASCII percent-encoded, secrets redacted.  NULL when the
+ *		answer gave no Location.
+ */
+char *
+http_location(HttpTransfer *t)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *url = t->location;
+	const char *end;
+	const char *authority;
+	const char *userinfo_end = NULL;
+	StringInfoData buf;
+
+	if (url == NULL)
+		return NULL;
+	end = url + strcspn(url, "?#");
+	authority = strstr(url, "://");
+	if (authority != NULL && authority < end)
+	{
+		authority += 3;
+		/* userinfo: up to the last @ before the path */
+		for (const char *p = authority; p < end && *p != '/'; p++)
+			if (*p == '@')
+				userinfo_end = p + 1;
+	}
+
+	initStringInfo(&buf);
+	for (const char *p = url; p < end; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (userinfo_end != NULL && p == authority)
+			p = userinfo_end - 1;	/* skipped */
+		else if (c > 0x20 && c < 0x7f)
+			appendStringInfoChar(&buf, (char) c);
+		else
+		{
+			appendStringInfoChar(&buf, '%');
+			appendStringInfoChar(&buf, hex[c >> 4]);
+			appendStringInfoChar(&buf, hex[c & 15]);
+		}
+	}
+	return secrets_redact(buf.data);
 }
 
 /* Percent-encodes everything but RFC 3986 unreserved characters. */

@@ -7,7 +7,8 @@
  *	  A transfer and everything it points to is malloc'd and registered,
  *	  so that an ERROR that interrupts a request can free it (and the
  *	  transaction-abort callback frees anything that escaped).  Response
- *	  bodies are capped; redirects are never followed.
+ *	  bodies are capped; redirects are never followed; compressed answers
+ *	  are never inflated.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,7 +23,10 @@
 
 #include "target.h"
 
-/* Largest response body kept; larger ones fail the transfer. */
+/*
+ * Largest response body kept: reading stops there, the status stays known
+ * and response_too_large is set.
+ */
 #define HTTP_MAX_RESPONSE (4 * 1024 * 1024)
 
 typedef struct HttpTransfer
@@ -64,6 +68,8 @@ extern void http_execute(HttpTransfer *t, const char *method, const char *url,
 extern void http_transfer_free(HttpTransfer *t);
 extern void http_free_all(void);
 extern char *http_transport_error(HttpTransfer *t, SyncTarget *target);
+extern char *http_cut_error(HttpTransfer *t);
+extern char *http_location(HttpTransfer *t);
 extern char *http_path_escape(const char *s);
 
 #endif							/* CAMPUS_SYNC_HTTP_H */

@@ -11,6 +11,10 @@
  *	  people API: one POST /api/people?allowUpdate=true.  A CloudCard 401
  *	  with a session token renews the token and repeats the request once.
  *
+ *	  Every secret a job sends is remembered (secrets.c) before it goes
+ *	  out, and every text of an answer is redacted before it becomes the
+ *	  job's response, remote_id or error.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -25,6 +29,7 @@
 #include "payload.h"
 #include "request.h"
 #include "response.h"
+#include "secrets.h"
 
 #define OPSCOM_PUSH_PATH "/api/OC_TOMA/v1/profiles/push"
 #define OPSCOM_TYPES_PATH "/api/OC_TOMA/v1/profiles/types/list"
@@ -220,19 +225,27 @@ job_start(SyncJob *job)
 {
 	SyncTarget *target = job->target;
 	const char *method = "POST";
+	const char *auth_token = NULL;
 	char	   *url;
 	char	   *body = NULL;
 
 	if (job->started_at == 0)
 		job->started_at = GetCurrentTimestamp();
 
+	/* whatever answers may echo it back: redacted from then on */
+	secrets_remember(job->secret->value);
+
 	if (target->service == SERVICE_CLOUDCARD)
 	{
 		AuthFailure failure;
 
-		job->auth_token = cloudcard_session_token(target, job->secret,
-												  &job->token_generation, &failure);
-		if (job->auth_token == NULL)
+		/*
+		 * Points into the token cache, which a renewal may free: used here
+		 * only, http_start copies it.
+		 */
+		auth_token = cloudcard_session_token(target, job->secret,
+											 &job->token_generation, &failure);
+		if (auth_token == NULL)
 		{
 			job->http_status = failure.http_status;
 			job->transport_error = failure.http_status == 0;
@@ -289,11 +302,15 @@ job_start(SyncJob *job)
 	}
 
 	job->transfer = http_transfer_create(job);
-	http_start(job->transfer, method, url, to_wire(body), job->auth_token, target);
+	http_start(job->transfer, method, url, to_wire(body), auth_token, target);
 	if (body)
 		explicit_bzero(body, strlen(body));
 }
 
+/*
+ * An HTTP answer that is a failure, in the user's terms.  The message and
+ * the excerpt come from the redacted body, the location from http_location.
+ */
 static char *
 http_error(SyncJob *job, const char *what, ResponseInfo *info, const char *location)
 {
@@ -302,6 +319,10 @@ http_error(SyncJob *job, const char *what, ResponseInfo *info, const char *locat
 	if (location)
 		return psprintf("%s answered HTTP %d%s with a redirect to %s, which is not followed; set the server's url to the final address",
 						service, job->http_status, what, location);
+	if (job->response_cut)
+		return psprintf("%s answered HTTP %d%s: the answer was larger than %d bytes and was cut: %s",
+						service, job->http_status, what, HTTP_MAX_RESPONSE,
+						response_excerpt(job->response));
 	if (info->message)
 		return psprintf("%s answered HTTP %d%s: %s", service, job->http_status, what,
 						info->message);
@@ -309,11 +330,22 @@ http_error(SyncJob *job, const char *what, ResponseInfo *info, const char *locat
 					response_excerpt(job->response));
 }
 
+/*
+ * OPS-COM: success is a 2xx whose body says "status": "success".  A 2xx
+ * body cut at HTTP_MAX_RESPONSE cannot say so: the push may have been
+ * applied, but it is not known to be, and repeating it would get the same
+ * oversized answer; it fails, and is not retried.
+ */
 static void
 opscom_outcome(SyncJob *job, ResponseInfo *info, const char *location)
 {
 	if (is_temporary_http_status(job->http_status))
 		job_finish(job, JOB_TEMPORARY, http_error(job, "", info, NULL));
+	else if (job->response_cut && job->http_status >= 200 && job->http_status < 300)
+		job_finish(job, JOB_PERMANENT,
+				   psprintf("the answer (HTTP %d) was larger than %d bytes and was cut, so OPS-COM's \"status\": \"success\" could not be read; not retried: %s",
+							job->http_status, HTTP_MAX_RESPONSE,
+							response_excerpt(job->response)));
 	else if (job->http_status >= 200 && job->http_status < 300 &&
 			 info->status && strcmp(info->status, "success") == 0)
 	{
@@ -332,6 +364,11 @@ opscom_outcome(SyncJob *job, ResponseInfo *info, const char *location)
 		job_finish(job, JOB_PERMANENT, http_error(job, "", info, location));
 }
 
+/*
+ * CloudCard: the HTTP status decides, so a 2xx is success whatever its
+ * body, even one cut at HTTP_MAX_RESPONSE (then without remote_id).  What
+ * needs the body (a login link, a person looked up) fails when it is cut.
+ */
 static void
 cloudcard_outcome(SyncJob *job, ResponseInfo *info, const char *location)
 {
@@ -351,7 +388,11 @@ cloudcard_outcome(SyncJob *job, ResponseInfo *info, const char *location)
 	if (status >= 200 && status < 300)
 	{
 		job->remote_id = info->id;
-		if (job->kind == JOB_LOGIN_LINK && info->login_link == NULL)
+		if (job->response_cut && job->kind != JOB_PUSH)
+			job_finish(job, JOB_PERMANENT,
+					   psprintf("the answer (HTTP %d) was larger than %d bytes and was cut",
+								status, HTTP_MAX_RESPONSE));
+		else if (job->kind == JOB_LOGIN_LINK && info->login_link == NULL)
 			job_finish(job, JOB_PERMANENT,
 					   psprintf("CloudCard's answer has no links.login: %s",
 								response_excerpt(job->response)));
@@ -385,13 +426,14 @@ job_step(SyncJob *job)
 {
 	HttpTransfer *t = job->transfer;
 	ResponseInfo info;
-	char	   *location = NULL;
+	char	   *location;
 
 	Assert(t != NULL && t->done);
 	job->transfer = NULL;
 	job->http_status = (int) t->status;
 	job->retry_after_s = t->retry_after_s;
-	job->transport_error = t->result != CURLE_OK;
+	job->response_cut = t->response_too_large;
+	job->transport_error = t->result != CURLE_OK && !job->response_cut;
 	if (job->transport_error)
 	{
 		char	   *error = http_transport_error(t, job->target);
@@ -401,10 +443,8 @@ job_step(SyncJob *job)
 		job_finish(job, JOB_TEMPORARY, error);
 		return;
 	}
-	job->response = response_text(t->response, t->response_len,
-								  job->secret->value, job->auth_token);
-	if (t->location)
-		location = pstrdup(t->location);
+	job->response = response_text(t->response, t->response_len, job->response_cut);
+	location = http_location(t);
 	http_transfer_free(t);
 
 	response_info_parse(job->response, &info);

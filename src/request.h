@@ -50,7 +50,6 @@ typedef struct SyncJob
 	JobStep		step;
 	bool		reauthenticated;
 	uint64		token_generation;
-	const char *auth_token;		/* CloudCard X-Auth-Token for this job */
 	HttpTransfer *transfer;
 	TimestampTz started_at;
 
@@ -58,6 +57,7 @@ typedef struct SyncJob
 	JobOutcome	outcome;
 	int			http_status;	/* 0: no HTTP answer */
 	bool		transport_error;
+	bool		response_cut;	/* the body was cut at HTTP_MAX_RESPONSE */
 	char	   *remote_id;
 	char	   *response;		/* body, redacted, server encoding */
 	char	   *error;

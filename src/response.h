@@ -2,7 +2,8 @@
  *
  * response.h
  *	  Reading the services' answers: the few fields campus_sync acts on,
- *	  secrets redacted, bodies made safe to show as jsonb.
+ *	  secrets redacted (after JSON decoding), bodies made safe to show as
+ *	  jsonb.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,16 +26,14 @@ typedef struct ResponseInfo
 	char	   *id;				/* CloudCard person "id" */
 	char	   *message;		/* CloudCard "message" or "error" */
 	char	   *login_link;		/* CloudCard "links"."login" */
-	char	   *token_value;	/* CloudCard "tokenValue" */
 	char	   *expiration_date;	/* CloudCard "expirationDate" */
 } ResponseInfo;
 
-extern char *response_text(const char *raw, size_t len, const char *secret1,
-						   const char *secret2);
+extern char *response_text(const char *raw, size_t len, bool cut);
 extern void response_info_parse(const char *text, ResponseInfo *info);
+extern char *response_secret_field(const char *raw, size_t len, const char *key);
 extern Jsonb *response_jsonb(const char *text);
 extern char *response_excerpt(const char *text);
-extern char *redact(const char *text, const char *secret);
 
 /* One OPS-COM user type. */
 typedef struct UserType

@@ -37,15 +37,22 @@ and/or URL query parameters; every answer is one line of JSON + newline)
 /_mock/last?path_prefix=&method=   last matching request or null
 /_mock/stats             connection / request counters
 /_mock/behave            add a fault rule: method, path_prefix, status, body,
-                         retry_after, location, delay_ms, drop, count
+                         retry_after, location, delay_ms, drop, count; and the
+                         hostile ones: echo, body_base64, content_type,
+                         pad_to, endless, trickle_ms, trickle_body_only,
+                         gzip_bomb_mb (see "Hostile answers" below)
 /_mock/clear_behaviours  remove every fault rule
 /_mock/down[?seconds=S]  refuse new API connections, close open ones
                          (and come back by itself after S seconds)
 /_mock/up                serve again on the same ports
 /_mock/expire_tokens     revoke every CloudCard session token issued so far
+/_mock/session_tokens    every CloudCard session token issued since the reset
 /_mock/config            set opscom_tokens, login_sources, cloudcard_pats,
                          cloudcard_auth_tokens, session_ttl_s,
-                         opscom_require_names_on_create, cloudcard_put_body
+                         opscom_require_names_on_create, cloudcard_put_body,
+                         session_token_prefix (put before each new session
+                         token, to issue tokens with characters JSON or
+                         URLs escape)
 /_mock/opscom_profiles   unique_id -> {"reference_id", "fields" (the last
                          push minus apiToken), "merged", "pushes"}
 /_mock/cloudcard_people  stored people, as GET /person would return them
@@ -66,6 +73,23 @@ answer replaces normal processing (status defaults to 302 with location,
 else 503; body defaults to a small JSON error, and a body that is not JSON
 goes out as text/plain); a rule with only delay_ms then answers normally.
 
+Hostile answers (/_mock/behave, for the client's defences; status
+defaults to 200 in a rule with any of these but echo).  echo: in
+body and location, ${token} stands for the credential of the request (its
+X-Auth-Token header, else the apiToken or persistentAccessToken of its JSON
+body), JSON-string-escaped; ${token:upper} upper-cased; ${token:slash} with
+"/" written "\\/"; ${token:u} every character as \\uXXXX; ${token:u1} only
+the first; ${token:url} percent-encoded; ${token:text} as it is.
+body_base64: the body as raw bytes (not UTF-8, say); content_type: its
+Content-Type (default application/json for it).  pad_to: the body padded
+to that many bytes (${pad} in it is replaced by the padding, else spaces
+are appended).  endless: a chunked body that never ends (the body, then
+64 KiB chunks of "x", until the client hangs up; 256 MiB at most).
+trickle_ms: the answer is written one byte at a time, that many ms apart
+(trickle_body_only: the status line and headers at once).  gzip_bomb_mb:
+200 with Content-Encoding: gzip, whatever the request asked for: a JSON
+body of that many MiB, gzip-compressed (about 1/1000 of the size).
+
 Recorded requests (/_mock/requests) have seq, conn, method, path (raw, no
 query), query, params, headers (lower-case names), body, json, status (null
 when dropped or not answered yet), tls, t and t_done.  A request's record
@@ -83,6 +107,7 @@ person JSON also carries managerEmail and managerIdentifier.
 """
 
 import argparse
+import base64
 import datetime
 import http.server
 import json
@@ -97,6 +122,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 
 # --------------------------------------------------------------------------
 # Defaults
@@ -110,6 +136,7 @@ DEFAULT_CONFIG = {
     "session_ttl_s": 43200,  # CloudCard session tokens live 12 hours
     "opscom_require_names_on_create": True,
     "cloudcard_put_body": True,
+    "session_token_prefix": "",
 }
 
 OPSCOM_FIRST_REFERENCE_ID = 44   # the value shown in the vendor's example
@@ -194,8 +221,9 @@ class Response:
     """What a handler answers: status, JSON-able payload or raw bytes."""
 
     def __init__(self, status, payload=None, raw=None, headers=None,
-                 content_type="application/json"):
+                 content_type="application/json", writer=None):
         self.status = status
+        self.writer = writer      # writes the answer itself (hostile modes)
         self.headers = dict(headers or {})
         if raw is not None:
             self.body = raw
@@ -631,6 +659,7 @@ class CloudCard:
             self.people = {}              # id -> internal person dict
             self.next_id = CLOUDCARD_FIRST_PERSON_ID
             self.sessions = {}            # token -> expiry epoch
+            self.issued = []              # every token, in order
 
     def expire_tokens(self):
         with self.lock:
@@ -639,6 +668,10 @@ class CloudCard:
     def snapshot(self):
         with self.lock:
             return [cc_person_json(p) for p in self.people.values()]
+
+    def issued_tokens(self):
+        with self.lock:
+            return list(self.issued)
 
     # -- routing -----------------------------------------------------------
     def handle(self, req):
@@ -683,10 +716,11 @@ class CloudCard:
         if not isinstance(pat, str) or pat not in \
                 self.config.get("cloudcard_pats"):
             raise CloudCardError(401, "Unauthorized")
-        token = secrets.token_hex(20)
+        token = self.config.get("session_token_prefix") + secrets.token_hex(20)
         expiry = time.time() + self.config.get("session_ttl_s")
         with self.lock:
             self.sessions[token] = expiry
+            self.issued.append(token)
         self.recorder.count_token_exchange()
         return Response(201, {"tokenValue": token,
                               "expirationDate": utc_iso(expiry)})
@@ -904,12 +938,18 @@ def typed_args(args, schema):
 
 BEHAVE_SCHEMA = {"method": "str", "path_prefix": "str", "status": "int",
                  "body": "str", "retry_after": "str", "location": "str",
-                 "delay_ms": "int", "drop": "bool", "count": "int?"}
+                 "delay_ms": "int", "drop": "bool", "count": "int?",
+                 # hostile answers
+                 "echo": "bool", "body_base64": "str", "content_type": "str",
+                 "pad_to": "int", "endless": "bool", "trickle_ms": "int",
+                 "trickle_body_only": "bool", "gzip_bomb_mb": "int"}
+HOSTILE_KEYS = ("body_base64", "pad_to", "endless", "trickle_ms",
+                "gzip_bomb_mb")
 CONFIG_SCHEMA = {"opscom_tokens": "list", "login_sources": "list",
                  "cloudcard_pats": "list", "cloudcard_auth_tokens": "list",
                  "session_ttl_s": "num",
                  "opscom_require_names_on_create": "bool",
-                 "cloudcard_put_body": "bool"}
+                 "cloudcard_put_body": "bool", "session_token_prefix": "str"}
 
 # Seed bodies are free-form; these get the query-string conversions.
 SEED_TYPES = {"id": "int?", "email": "str", "identifier": "str",
@@ -958,6 +998,14 @@ class Control:
             raise BadCommand("status must be between 200 and 599")
         if rule.get("delay_ms", 0) < 0:
             raise BadCommand("delay_ms must be >= 0")
+        for name in ("pad_to", "trickle_ms", "gzip_bomb_mb"):
+            if rule.get(name, 0) < 0:
+                raise BadCommand(f"{name} must be >= 0")
+        if "body_base64" in rule:
+            try:
+                base64.b64decode(rule["body_base64"], validate=True)
+            except ValueError:
+                raise BadCommand("body_base64 is not base64") from None
         return {"ok": True, "rules": self.mock.recorder.add_rule(rule)}
 
     def cmd_clear_behaviours(self, args):
@@ -979,6 +1027,10 @@ class Control:
         typed_args(args, {})
         self.mock.cloudcard.expire_tokens()
         return {"ok": True}
+
+    def cmd_session_tokens(self, args):
+        typed_args(args, {})
+        return self.mock.cloudcard.issued_tokens()
 
     def cmd_config(self, args):
         return self.mock.config.update(typed_args(args, CONFIG_SCHEMA))
@@ -1065,6 +1117,13 @@ class BaseHandler(http.server.BaseHTTPRequestHandler):
         return headers
 
     def send(self, response):
+        if response.writer is not None:
+            self.close_connection = True
+            try:
+                response.writer(self.wfile)
+            except OSError:         # the client hung up: what hostile tests do
+                pass
+            return
         self.send_response(response.status)
         if response.content_type:
             self.send_header("Content-Type", response.content_type)
@@ -1130,32 +1189,182 @@ class ApiHandler(BaseHandler):
         if rule.get("drop"):
             return None
         if any(k in rule for k in ("status", "body", "retry_after",
-                                   "location")):
-            return rule_response(rule)
+                                   "location") + HOSTILE_KEYS):
+            return rule_response(rule, req)
         return self.server.mock.dispatch(req)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
 
 
-def rule_response(rule):
+def rule_response(rule, req):
     """The answer a fault rule imposes instead of normal processing."""
-    status = rule.get("status") or (302 if "location" in rule else 503)
+    status = rule.get("status") or (302 if "location" in rule else
+                                    200 if any(k in rule for k in HOSTILE_KEYS)
+                                    else 503)
     headers = {}
     if "retry_after" in rule:
         headers["Retry-After"] = rule["retry_after"]
     if "location" in rule:
-        headers["Location"] = rule["location"]
-    if "body" not in rule:
+        headers["Location"] = echo(rule["location"], req) \
+            if rule.get("echo") else rule["location"]
+    if "gzip_bomb_mb" in rule:
+        headers["Content-Encoding"] = "gzip"
+        return Response(status, raw=gzip_bomb(rule["gzip_bomb_mb"]),
+                        headers=headers)
+    if "body_base64" in rule:
+        raw = base64.b64decode(rule["body_base64"])
+        content_type = rule.get("content_type", "application/json")
+    elif "body" not in rule and not any(k in rule for k in HOSTILE_KEYS):
         return Response(status, {"message": f"mock: injected {status}"},
                         headers=headers)
-    raw = rule["body"].encode("utf-8")
-    try:
-        parse_json(raw)
-        content_type = "application/json"
-    except ValueError:
-        content_type = "text/plain; charset=utf-8"
+    else:
+        text = rule.get("body", "")
+        if rule.get("echo"):
+            text = echo(text, req)
+        if "pad_to" in rule:
+            text = pad(text, rule["pad_to"])
+        raw = text.encode("utf-8")
+        try:
+            parse_json(raw)
+            content_type = "application/json"
+        except (ValueError, RecursionError):   # RecursionError: nested deep
+            content_type = "text/plain; charset=utf-8"
+        content_type = rule.get("content_type", content_type)
+    if rule.get("endless"):
+        return Response(status, raw=raw, headers=headers,
+                        content_type=content_type,
+                        writer=endless_writer(status, headers, content_type,
+                                              raw))
+    if rule.get("trickle_ms"):
+        return Response(status, raw=raw, headers=headers,
+                        content_type=content_type,
+                        writer=trickle_writer(status, headers, content_type,
+                                              raw, rule["trickle_ms"],
+                                              rule.get("trickle_body_only")))
     return Response(status, raw=raw, headers=headers,
                     content_type=content_type)
+
+
+# -- hostile answers --------------------------------------------------------
+
+ECHO_RE = re.compile(r"\$\{token(?::(\w+))?\}")
+ENDLESS_CHUNK = b"x" * 65536
+ENDLESS_LIMIT = 256 * 1024 * 1024
+_gzip_bombs = {}
+_gzip_lock = threading.Lock()
+
+
+def request_secret(req):
+    """The credential a request carried: X-Auth-Token, apiToken or PAT."""
+    token = req.header("x-auth-token")
+    if token:
+        return token
+    if isinstance(req.json, dict):
+        for key in ("apiToken", "persistentAccessToken"):
+            if isinstance(req.json.get(key), str):
+                return req.json[key]
+    return ""
+
+
+def json_escaped(text):
+    return json.dumps(text)[1:-1]
+
+
+def encode_token(token, how):
+    if how is None:
+        return json_escaped(token)
+    if how == "upper":
+        return json_escaped(token.upper())
+    if how == "slash":
+        return json_escaped(token).replace("/", "\\/")
+    if how == "u":
+        return "".join("\\u%04x" % ord(c) for c in token)
+    if how == "u1":
+        return ("\\u%04x" % ord(token[0]) + json_escaped(token[1:])) \
+            if token else ""
+    if how == "url":
+        return urllib.parse.quote(token, safe="")
+    if how == "text":
+        return token
+    raise ValueError("unknown token encoding " + how)
+
+
+def echo(template, req):
+    token = request_secret(req)
+    return ECHO_RE.sub(lambda m: encode_token(token, m.group(1)), template)
+
+
+def pad(text, size):
+    """text grown to size bytes: ${pad} filled with x, else spaces added."""
+    if "${pad}" in text:
+        missing = size - len(text.replace("${pad}", "").encode("utf-8"))
+        return text.replace("${pad}", "x" * max(0, missing), 1)
+    return text + " " * max(0, size - len(text.encode("utf-8")))
+
+
+def gzip_bomb(megabytes):
+    """gzip of a JSON body of that many MiB; made once per size."""
+    with _gzip_lock:
+        if megabytes not in _gzip_bombs:
+            out = zlib.compressobj(9, zlib.DEFLATED, 31)   # 31: gzip format
+            parts = [out.compress(b'{"status": "success", "pad": "')]
+            block = b"a" * (1024 * 1024)
+            for _ in range(megabytes):
+                parts.append(out.compress(block))
+            parts.append(out.compress(b'"}'))
+            parts.append(out.flush())
+            _gzip_bombs[megabytes] = b"".join(parts)
+        return _gzip_bombs[megabytes]
+
+
+def head_bytes(status, headers):
+    """Status line and headers, as http.server would write them."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    lines = [f"HTTP/1.1 {status} {phrase}", "Server: campus-sync-mock/1",
+             "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def endless_writer(status, headers, content_type, first):
+    def write(out):
+        def chunk(data):
+            out.write(b"%x\r\n%s\r\n" % (len(data), data))
+            out.flush()
+
+        out.write(head_bytes(status, {**headers, "Content-Type": content_type,
+                                      "Transfer-Encoding": "chunked"}))
+        if first:
+            chunk(first)
+        sent = 0
+        while sent < ENDLESS_LIMIT:
+            chunk(ENDLESS_CHUNK)
+            sent += len(ENDLESS_CHUNK)
+        out.write(b"0\r\n\r\n")
+        out.flush()
+    return write
+
+
+def trickle_writer(status, headers, content_type, body, interval_ms,
+                   body_only):
+    def write(out):
+        head = head_bytes(status, {**headers, "Content-Type": content_type,
+                                   "Content-Length": str(len(body))})
+        if body_only:
+            out.write(head)
+            out.flush()
+            data = body
+        else:
+            data = head + body
+        for i in range(len(data)):
+            if i or body_only:
+                time.sleep(interval_ms / 1000.0)
+            out.write(data[i:i + 1])
+            out.flush()
+    return write
 
 
 class ControlHandler(BaseHandler):

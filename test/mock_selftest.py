@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MOCK = os.path.join(HERE, "mock_api.py")
@@ -550,6 +551,91 @@ def check_behave_delay(client):
     expect(second["t_done"] - second["t"] < 0.3, "delay count honoured", second)
 
 
+def check_hostile_echo(client):
+    client.ok("reset")
+    token = OPSCOM_TOKEN
+    client.ok("behave", {"echo": True, "count": 1, "status": 200, "body":
+                         '{"a": "${token}", "b": "${token:upper}", '
+                         '"c": "${token:u1}", "d": "${token:url}"}'})
+    status, headers, raw, answer = push(client, **NEW_PERSON)
+    expect_eq(status, 200, "echo status")
+    expect_eq(answer, {"a": token, "b": token.upper(), "c": token,
+                       "d": token}, "echo encodings, decoded")
+    expect(b'"c": "\\u006f' in raw, "u1 escapes the first character", raw)
+    client.ok("config", session_token_prefix='s/"')
+    session = session_token(client)
+    expect(session.startswith('s/"'), "session_token_prefix", session)
+    expect_eq(client.ok("session_tokens"), [session], "session_tokens")
+    client.ok("behave", {"echo": True, "count": 1, "status": 401,
+                         "location": "http://x.test/?t=${token:url}",
+                         "body": '{"message": "${token:slash} ${token:u}"}'})
+    status, headers, raw, answer = client.api("GET", "/person/1",
+                                              headers=auth(session))
+    expect_eq(status, 401, "echo rule status")
+    expect_eq(answer, {"message": session + " " + session}, "decoded echo")
+    expect(b"s\\/\\\"" in raw and b"\\u0073\\u002f" in raw,
+           "slash and u forms on the wire", raw)
+    expect_eq(headers.get("location"), "http://x.test/?t=" +
+              urllib.parse.quote(session, safe=""), "echo in Location")
+    client.ok("reset")
+    expect_eq(client.ok("session_tokens"), [], "session_tokens after reset")
+    expect_eq(client.ok("config")["session_token_prefix"], "",
+              "prefix after reset")
+
+
+def check_hostile_bodies(client):
+    client.ok("reset")
+    client.ok("behave", body_base64="/w==", count=1)          # b"\xff"
+    status, headers, raw, _ = push(client, **NEW_PERSON)
+    expect_eq((status, raw, headers["content-type"]),
+              (200, b"\xff", "application/json"), "body_base64")
+    client.ok("behave", {"body": '{"pad": "${pad}"}', "pad_to": 5000,
+                         "count": 1})
+    status, _, raw, answer = push(client, **NEW_PERSON)
+    expect_eq((status, len(raw), len(answer["pad"])), (200, 5000, 4989),
+              "pad_to")
+    client.ok("behave", gzip_bomb_mb=8, count=1)
+    status, headers, raw, _ = push(client, **NEW_PERSON)
+    expect_eq((status, headers.get("content-encoding")), (200, "gzip"),
+              "gzip bomb headers")
+    inflated = zlib.decompressobj(31).decompress(raw, 64)
+    expect_eq(inflated[:31], b'{"status": "success", "pad": "a', "gzip bomb")
+    expect(len(raw) < 64 * 1024, "gzip bomb is small", len(raw))
+    # endless: read 1 MiB of it, then hang up
+    client.ok("behave", {"status": 503, "body": "{", "endless": True,
+                         "count": 1})
+    conn = client.connection()
+    conn.request("POST", PUSH, body=json.dumps({"apiToken": OPSCOM_TOKEN}),
+                 headers=JSON_CT)
+    resp = conn.getresponse()
+    expect_eq((resp.status, resp.getheader("transfer-encoding")),
+              (503, "chunked"), "endless headers")
+    got = resp.read(1024 * 1024)
+    expect_eq((len(got), got[:3]), (1024 * 1024, b"{xx"), "endless body")
+    conn.close()
+    _, _, _, answer = push(client, **NEW_PERSON)
+    expect_eq(answer.get("status"), "success", "normal after endless")
+
+
+def check_hostile_trickle(client):
+    client.ok("reset")
+    # lower bounds only: the mock sleeps between bytes, whatever the load
+    client.ok("behave", {"status": 200, "body": "0123456789",
+                         "trickle_ms": 50, "trickle_body_only": True,
+                         "count": 1})
+    start = time.perf_counter()
+    status, headers, raw, _ = push(client, **NEW_PERSON)
+    elapsed = time.perf_counter() - start
+    expect_eq((status, raw), (200, b"0123456789"), "trickled body")
+    expect(elapsed >= 0.5, f"10 bytes 50 ms apart took {elapsed:.3f}s")
+    client.ok("behave", status=204, trickle_ms=5, count=1)
+    start = time.perf_counter()
+    status, _, raw, _ = push(client, **NEW_PERSON)
+    elapsed = time.perf_counter() - start
+    expect_eq((status, raw), (204, b""), "trickled headers")
+    expect(elapsed >= 0.3, f"headers 5 ms a byte took {elapsed:.3f}s")
+
+
 def check_behave_drop(client):
     client.ok("reset")
     client.ok("behave", drop="true", count=1)
@@ -717,6 +803,10 @@ def main():
              check_behave_status),
             ("behave: delay_ms", check_behave_delay),
             ("behave: drop", check_behave_drop),
+            ("hostile: echo encodings, session tokens", check_hostile_echo),
+            ("hostile: raw bytes, pad_to, gzip bomb, endless",
+             check_hostile_bodies),
+            ("hostile: trickle", check_hostile_trickle),
             ("down / up / down?seconds", check_down_up),
             ("max_in_flight with 8 delayed requests", check_in_flight),
             ("TLS listener", check_tls),

@@ -20,13 +20,18 @@ OPSCOM_TOKEN = "opscom-test-token-0123456789"
 CLOUDCARD_PAT = "pat-test-0123456789abcdef"
 
 
-def mock(command, **args):
-    """Runs a control command of the mock API and returns its JSON answer."""
+def mock(command, _json=None, **args):
+    """Runs a control command of the mock API and returns its JSON answer.
+    Arguments go in the query string, or in _json (a dict sent as the JSON
+    body: for values too long for a URL)."""
     url = MOCK_CONTROL + "/_mock/" + command
     if args:
         url += "?" + urllib.parse.urlencode(
             {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in args.items()})
-    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30) as r:
+    data = json.dumps(_json).encode() if _json is not None else None
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=30) as r:
         return json.loads(r.read())
 
 
