@@ -7,6 +7,11 @@
 #
 # Source it from bash with `set -euo pipefail`; call cs_setup, then use
 # $PSQL, $PGHOST, $PGPORT, $MOCK_API, $MOCK_CONTROL, $MOCK_TLS, $RUN_DIR.
+#
+# Optional, for test/sanitize.sh (unset: nothing changes):
+#   CS_EXTRA_CFLAGS  compiler flags added to the build (they reach the link
+#                    of the shared library too)
+#   CS_SERVER_ENV    array of VAR=value put into the server's environment
 
 CS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -44,9 +49,9 @@ cs_ensure_packages() {
 
 # Builds with -Werror (a warning fails the build) and installs.
 cs_build_install() {
-  cs_log "building campus_sync"
+  cs_log "building campus_sync${CS_EXTRA_CFLAGS:+ with $CS_EXTRA_CFLAGS}"
   make -C "$CS_ROOT" -s clean >/dev/null
-  make -C "$CS_ROOT" -s EXTRA_CFLAGS=-Werror PG_CONFIG=$PG_BIN/pg_config
+  make -C "$CS_ROOT" -s EXTRA_CFLAGS="-Werror${CS_EXTRA_CFLAGS:+ $CS_EXTRA_CFLAGS}" PG_CONFIG=$PG_BIN/pg_config
   as_root make -C "$CS_ROOT" -s install PG_CONFIG=$PG_BIN/pg_config >/dev/null
 }
 
@@ -112,7 +117,24 @@ cs_start_cluster() {
     echo "test.ca_file = '$RUN_DIR/mock.crt'"
     for line in "$@"; do echo "$line"; done
   } >>"$PGDATA_DIR/postgresql.conf"
-  as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$RUN_DIR/postgres.log" -w start >/dev/null \
+  local exec_opt=()
+  if [ -n "${CS_SERVER_ENV+set}" ]; then
+    # Not through our own environment: runuser and pg_ctl would pass it on
+    # (and preload LD_PRELOAD into themselves), but a test's own `pg_ctl
+    # restart` would start the server without it.  pg_ctl -p runs a wrapper
+    # that sets it; exec -a keeps the wrapper's path as argv[0], so
+    # postmaster.opts names the wrapper and any restart runs it again
+    # (postgres then finds its share and lib directories where it was built
+    # to, not next to argv[0]).
+    mkdir "$RUN_DIR/server-bin"
+    { echo '#!/bin/bash'
+      printf 'export %q\n' "${CS_SERVER_ENV[@]}"
+      printf 'exec -a "$0" %q "$@"\n' "$PG_BIN/postgres"
+    } >"$RUN_DIR/server-bin/postgres"
+    chmod 755 "$RUN_DIR/server-bin" "$RUN_DIR/server-bin/postgres"
+    exec_opt=(-p "$RUN_DIR/server-bin/postgres")
+  fi
+  as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$RUN_DIR/postgres.log" "${exec_opt[@]}" -w start >/dev/null \
     || { cat "$RUN_DIR/postgres.log" >&2; return 1; }
   PSQL=("$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q -d postgres)
 }
