@@ -103,7 +103,11 @@ campus_sync_check_trigger(PG_FUNCTION_ARGS)
 			RollbackAndReleaseCurrentSubTransaction();
 			values[2] = BoolGetDatum(false);
 			values[3] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
-			values[4] = CStringGetTextDatum(error->message);
+			/* the message names the trigger, as the first write's context would */
+			values[4] = CStringGetTextDatum(strstr(error->message, tg->tgname) ? error->message :
+											psprintf("trigger \"%s\" on table \"%s\": %s",
+													 tg->tgname, RelationGetRelationName(rel),
+													 error->message));
 			nulls[3] = nulls[4] = false;
 			if (error->hint)
 			{
