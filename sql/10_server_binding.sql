@@ -44,9 +44,9 @@ DROP SERVER ops2 CASCADE;
 
 -- CloudCard keyed by identifier: changing find_by under waiting items is
 -- refused too; with nothing waiting it is allowed.
-CREATE TABLE cardholders (identifier text, email text);
-INSERT INTO cardholders VALUES ('C7', 'c7@campus.edu');
-SELECT campus_sync.enqueue('cloudcard', c) > 0 AS queued FROM cardholders c;
+CREATE TABLE badge_holders (identifier text, email text);
+INSERT INTO badge_holders VALUES ('C7', 'c7@campus.edu');
+SELECT campus_sync.enqueue('cloudcard', c) > 0 AS queued FROM badge_holders c;
 SELECT err($q$ALTER SERVER cloudcard OPTIONS (ADD find_by 'email')$q$);
 SELECT server, delivered, retried, failed FROM campus_sync.deliver('cloudcard');
 ALTER SERVER cloudcard OPTIONS (ADD find_by 'email');
@@ -134,6 +134,6 @@ INSERT INTO staff VALUES ('B4', 'Di', 'Wu', 'di@campus.edu');
 CALL campus_sync.deliver_batches('opscom');
 SELECT person_key, state FROM campus_sync.queue WHERE person_key = 'B4';
 
-DROP TABLE staff, cardholders;
+DROP TABLE staff, badge_holders;
 DROP FUNCTION staff_noop();
 DELETE FROM campus_sync.queue_items;

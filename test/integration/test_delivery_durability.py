@@ -12,7 +12,6 @@ send; and how much memory delivery takes.
 import collections
 import json
 import os
-import subprocess
 import threading
 import time
 import unittest
@@ -31,32 +30,11 @@ PEOPLE = """
 """
 
 
-def pg_ctl(*args):
-    subprocess.run(["runuser", "-u", "postgres", "--", os.environ["PG_BIN"] + "/pg_ctl", "-D",
-                    os.environ["PGDATA_DIR"], "-w", "-l", os.environ["RUN_DIR"] + "/postgres.log", *args],
-                   check=True, stdout=subprocess.DEVNULL, cwd="/")
-
-
-def postmaster_pid():
-    with open(os.environ["PGDATA_DIR"] + "/postmaster.pid") as f:
-        return int(f.readline())
-
-
 def reconnect():
     try:
         return connect(DB)
     except psycopg2.OperationalError:
         return None
-
-
-def crash_and_recover():
-    """kill -9 of the postmaster's children as a backend crash would: the
-    postmaster reinitialises and replays the WAL."""
-    os.kill(postmaster_pid(), 9)
-    time.sleep(0.2)
-    subprocess.run(["pkill", "-9", "-u", "postgres", "-f", "postgres:"], check=False)
-    pg_ctl("start")
-    return wait_for(reconnect, 60, what="the server after the crash")
 
 
 def pushes():
