@@ -592,28 +592,33 @@ is_unicode_blank(const unsigned char *p)
 
 /*
  * An email shape: one '@', a local part, a domain with a dot inside it,
- * no blanks or control characters (Unicode ones too, in a UTF-8
- * database).  What the services would accept is not published; this
- * catches the common mistakes before sending.
+ * no blanks or control characters, Unicode ones included (but for a
+ * SQL_ASCII database, whose bytes mean nothing in particular).  What the
+ * services would accept is not published; this catches the common
+ * mistakes before sending.
  */
 PayloadError *
 check_email(const char *service_label, const char *field, const char *value)
 {
 	const char *at = strchr(value, '@');
 	const char *dot;
+	const char *utf8 = value;
 	bool		ok = true;
 	bool		blank = false;
-	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+	int			encoding = GetDatabaseEncoding();
 
-	for (const char *p = value; *p && !blank; p++)
+	/* scanned as UTF-8, what it will be on the wire */
+	if (encoding != PG_UTF8 && encoding != PG_SQL_ASCII)
+		utf8 = pg_server_to_any(value, strlen(value), PG_UTF8);
+	for (const char *p = utf8; *p && !blank; p++)
 	{
 		unsigned char c = (unsigned char) *p;
 
 		if (c <= ' ' || c == 0x7f)
 			blank = true;
-		else if (c >= 0x80 && utf8)
+		else if (c >= 0x80 && encoding != PG_SQL_ASCII)
 		{
-			/* the database holds valid UTF-8: the sequence is complete */
+			/* valid UTF-8 (the database's, or converted): complete */
 			blank = is_unicode_blank((const unsigned char *) p);
 			p += pg_utf_mblen((const unsigned char *) p) - 1;
 		}
