@@ -105,6 +105,36 @@ SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'm3'::text AS un
 SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'm4'::text AS unique_id, 'student'::text AS user_type_id) x$q$);
 SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'm5'::text AS unique_id, '-3'::text AS locker_user_type_id) x$q$);
 
+-- ... and an invisible blank in an email (a no-break space, an ideographic space)
+SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'm6'::text AS unique_id, E'ann\u00a0lee@ex.edu'::text AS email) x$q$);
+SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'm7'::text AS unique_id, E'ann@ex.edu\u3000'::text AS email) x$q$);
+-- province/state: two ASCII letters, not any letters
+SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'm8'::text AS unique_id, U&'Q\00C9'::text AS province) x$q$);
+
+-- Numbers: sent as strings; numeric as numeric_out writes it, floats as the
+-- shortest decimal that reads back exactly, whatever extra_float_digits.
+SET extra_float_digits = 0;
+SELECT campus_sync.opscom_payload(x)::text
+FROM (SELECT 12345678901234567890.000::numeric AS unique_id, 0.1::float8 + 0.2::float8 AS phone_cell,
+             1e20::float8 AS employ_no, 1.1::real AS student_no, 6.50::numeric(4,2) AS student_phone,
+             '-0'::float8 AS city, 7::smallint AS user_type_id) x;
+RESET extra_float_digits;
+-- NaN, Infinity and -Infinity are refused in every field (22P02): as
+-- unique_id they would make every such row one person, and no field has a
+-- use for them.  The text 'NaN' is text, and is sent.
+SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'NaN'::numeric AS unique_id) x$q$);
+SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'Infinity'::float8 AS unique_id) x$q$);
+SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'n1'::text AS unique_id, '-Infinity'::real AS user_type_id) x$q$);
+SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'n2'::text AS unique_id, 'NaN'::float8 AS phone_cell) x$q$);
+CREATE DOMAIN student_number AS numeric;
+SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'n3'::text AS unique_id, '-Infinity'::student_number AS student_no) x$q$);
+SELECT err($q$SELECT campus_sync.opscom_payload(b, '{"unique_id": "id"}') FROM (SELECT 'NaN'::float8 AS id) b$q$);
+SELECT campus_sync.opscom_payload(x)::text FROM (SELECT 'NaN'::text AS unique_id, 'Infinity'::text AS first_name) x;
+DROP DOMAIN student_number;
+
+-- A name column is a name (fixed-size, not text): sent whole.
+SELECT campus_sync.opscom_payload(x)::text FROM (SELECT 'abc'::name AS unique_id, 'bcd'::name AS first_name, 'Grace Hopper'::name AS last_name) x;
+
 -- Required fields (23502)
 SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT 'Ann'::text AS first_name) x$q$);
 SELECT err($q$SELECT campus_sync.opscom_payload(x) FROM (SELECT NULL::text AS unique_id) x$q$);

@@ -7,7 +7,7 @@ CREATE TABLE cardholders (identifier text PRIMARY KEY, email text, "cardholderGr
                           enabled boolean, role_office boolean, custom_fields jsonb);
 INSERT INTO cardholders VALUES
   ('A1234567', 'jon.doe@foo.edu', 'Students', true, false, '{"Class Year": "2027", "Batch": "1"}'),
-  (E'a/b?c#d%e+f g', 'odd@foo.edu', NULL, NULL, NULL, NULL),
+  (E'a?b#c%d+e f;g', 'odd@foo.edu', NULL, NULL, NULL, NULL),
   ('NOEMAIL', 'not an email', NULL, NULL, NULL, NULL);
 
 -- New people: PUT answers 404, then POST creates them (201).
@@ -21,9 +21,9 @@ SELECT replace(r->>'body', 'pat-test-0123456789abcdef', '<pat>') AS body
 FROM mock_requests() r WHERE r->>'path' = '/authentication-token';
 SELECT r->>'method' AS method, r->>'body' AS body FROM mock_requests() r
 WHERE r->>'path' LIKE '/person%' AND r->'json'->>'identifier' = 'A1234567' ORDER BY (r->>'seq')::int;
--- the path segment is percent-encoded (/ ? # % + and the space) and arrives whole
+-- the path segment is percent-encoded (? # % + ; and the space) and arrives whole
 SELECT r->>'path' AS path FROM mock_requests() r WHERE r->>'method' = 'PUT' AND r->'json'->>'email' = 'odd@foo.edu';
-SELECT campus_sync.cloudcard_person(E'a/b?c#d%e+f g') ->> 'email' AS found_by_identifier;
+SELECT campus_sync.cloudcard_person(E'a?b#c%d+e f;g') ->> 'email' AS found_by_identifier;
 SELECT campus_sync.cloudcard_person('nobody-here') IS NULL AS not_found_is_null;
 
 -- Existing people: one PUT (202), custom fields flat, roles as booleans.
@@ -113,3 +113,32 @@ SELECT r.ok, r.http_status, r.error FROM (SELECT 'DUP1'::text AS identifier) x, 
 SELECT mock('behave?method=PUT&status=500&count=1');
 SELECT r.ok, r.http_status, r.error FROM (SELECT 'DUP1'::text AS identifier) x, LATERAL campus_sync.cloudcard_upsert(x) r;
 SELECT count(*) AS requests FROM mock_requests() r WHERE r->'json'->>'email' = 'not an email';
+
+-- Keys the URL path /person/{key} would misread (".", "..", any "/"): ok =
+-- false with the reason, and no request at all -- with either api, and for
+-- the login link.  A NaN identifier neither.
+SELECT mock_reset();
+SELECT x.identifier, r.ok, r.http_status, r.error
+FROM (VALUES ('..'), ('.'), ('a/b'), ('/')) x(identifier), LATERAL campus_sync.cloudcard_upsert(x) r;
+SELECT r.ok, r.error FROM (SELECT '..'::text AS identifier) x,
+  LATERAL campus_sync.cloudcard_upsert(x, server => 'cloudcard_people') r;
+SELECT r.ok, r.error FROM (SELECT 'x/y@foo.edu'::text AS email) x,
+  LATERAL campus_sync.cloudcard_upsert(x, server => 'cloudcard_static') r;
+SELECT r.ok, r.error FROM (SELECT 'NaN'::float8 AS identifier) x, LATERAL campus_sync.cloudcard_upsert(x) r;
+SELECT err($q$SELECT campus_sync.cloudcard_login_link(x) FROM (SELECT '..'::text AS identifier) x$q$);
+-- cloudcard_person(key) refuses them too, and the empty key (GET /person/)
+SELECT err($q$SELECT campus_sync.cloudcard_person('..')$q$);
+SELECT err($q$SELECT campus_sync.cloudcard_person('.')$q$);
+SELECT err($q$SELECT campus_sync.cloudcard_person('a/b')$q$);
+SELECT err($q$SELECT campus_sync.cloudcard_person('')$q$);
+SELECT err($q$SELECT campus_sync.cloudcard_person('x/y@foo.edu', 'cloudcard_static')$q$);
+SELECT err($q$SELECT campus_sync.cloudcard_person(repeat('k', 256))$q$);
+-- custom fields jsonb cannot hold: ok = false, not an error of the statement
+SELECT r.ok, r.http_status, r.error FROM (SELECT 'U0'::text AS identifier, '{"Dorm": "a\u0000b"}'::json AS custom_fields) x,
+  LATERAL campus_sync.cloudcard_upsert(x) r;
+SELECT count(*) AS requests FROM mock_requests();
+-- dots inside a key are sent, unescaped (RFC 3986 leaves "." as it is)
+SELECT r.ok, r.http_status FROM (SELECT '...'::text AS identifier) x, LATERAL campus_sync.cloudcard_upsert(x) r;
+SELECT r->>'method' AS method, r->>'path' AS path, r->>'status' AS status FROM mock_requests() r
+WHERE r->>'path' <> '/authentication-token' ORDER BY (r->>'seq')::int;
+SELECT campus_sync.cloudcard_person('...') ->> 'identifier' AS found;

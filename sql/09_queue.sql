@@ -223,7 +223,7 @@ SELECT mock_reset();
 CREATE TABLE cards (identifier text PRIMARY KEY, email text, custom_fields jsonb);
 CREATE TRIGGER cards_cloudcard AFTER INSERT OR UPDATE ON cards
   FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('cloudcard');
-INSERT INTO cards VALUES ('C 1/2', 'c1@campus.edu', '{"Dorm": "West"}');
+INSERT INTO cards VALUES ('C 1?2', 'c1@campus.edu', '{"Dorm": "West"}');
 SELECT * FROM campus_sync.deliver('cloudcard');
 UPDATE cards SET email = 'c1.new@campus.edu';
 SELECT * FROM campus_sync.deliver('cloudcard');

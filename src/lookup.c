@@ -13,6 +13,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "payload.h"
 #include "request.h"
 #include "response.h"
 #include "row_plan.h"
@@ -63,7 +64,13 @@ campus_sync_opscom_user_types(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* cloudcard_person(key, server) -> the person as jsonb, NULL when not found */
+/*
+ * cloudcard_person(key, server) -> the person as jsonb, NULL when not found
+ *
+ * The key goes into the path GET /person/{key}: keys that would name
+ * another resource there ("", ".", "..", anything with a "/") are refused
+ * before any request, as they are in a row (cloudcard_key_error).
+ */
 Datum
 campus_sync_cloudcard_person(PG_FUNCTION_ARGS)
 {
@@ -71,11 +78,14 @@ campus_sync_cloudcard_person(PG_FUNCTION_ARGS)
 	TargetSecret *secret;
 	SyncJob		job;
 	char	   *key;
+	PayloadError *key_error;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	target = target_load(server_arg(fcinfo, 1), NULL, SERVICE_CLOUDCARD, GetUserId());
+	if ((key_error = cloudcard_key_error(target->find_by_email, key, NULL)) != NULL)
+		payload_raise(key_error);
 	secret = target_secret(target, GetUserId(), false);
 
 	job_init(&job, JOB_GET_PERSON, target, secret, NULL, key);

@@ -10,6 +10,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -17,6 +18,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "payload.h"
@@ -113,6 +115,44 @@ row_values_from_tuple(TupleDesc desc, HeapTuple tuple, RowValues *row)
 	heap_deform_tuple(tuple, desc, row->values, row->nulls);
 }
 
+/* What kind of JSON value v is, for messages: "an array", "a number"... */
+const char *
+json_value_kind(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvBinary:
+			return JsonContainerIsObject(v->val.binary.data) ? "an object" :
+				"an array";
+		case jbvArray:
+			return "an array";
+		default:
+			return "an object";
+	}
+}
+
+/* v as JSON text, cut to about 60 bytes, for messages. */
+char *
+json_value_excerpt(JsonbValue *v)
+{
+	Jsonb	   *jb = JsonbValueToJsonb(v);
+	char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	int			len = strlen(s);
+
+	if (len <= 60)
+		return s;
+	len = pg_mbcliplen(s, len, 57);
+	return psprintf("%.*s...", len, s);
+}
+
 /*
  * mapping_parse
  *		The mapping argument as a list of MappingEntry.  Keys must be API
@@ -127,6 +167,7 @@ mapping_parse(Jsonb *mapping, ServiceKind service)
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	char	   *key = NULL;
+	bool		is_custom;
 
 	if (mapping == NULL)
 		return NIL;
@@ -159,17 +200,28 @@ mapping_parse(Jsonb *mapping, ServiceKind service)
 
 		e = palloc0(sizeof(MappingEntry));
 		e->field = key;
+		is_custom = service == SERVICE_CLOUDCARD &&
+			(strcmp(key, "customFields") == 0 || strcmp(key, "custom_fields") == 0);
 		if (v.type == jbvString)
 			e->column = pnstrdup(v.val.string.val, v.val.string.len);
 		else if (v.type == jbvNull)
 			e->column = NULL;
-		else if (v.type == jbvBinary && service == SERVICE_CLOUDCARD &&
-				 (strcmp(key, "customFields") == 0 || strcmp(key, "custom_fields") == 0))
+		else if (is_custom && v.type == jbvBinary &&
+				 JsonContainerIsObject(v.val.binary.data))
 			e->object = JsonbValueToJsonb(&v);
+		else if (is_custom)		/* an array is no empty object: say so */
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("mapping for CloudCard field \"%s\" must be an object of custom field names to column names, or a column name, not %s",
+							key, json_value_kind(&v)),
+					 errdetail("The mapping gives \"%s\": %s.", key, json_value_excerpt(&v)),
+					 errhint("For example '{\"%s\": {\"Class Year\": \"class_year\"}}', or the name of a json or jsonb column.",
+							 key)));
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("mapping for \"%s\" must be a column name or null", key)));
+					 errmsg("mapping for \"%s\" must be a column name or null, not %s",
+							key, json_value_kind(&v))));
 		entries = lappend(entries, e);
 	}
 	return entries;
@@ -218,11 +270,22 @@ column_ref_init(SourceColumn *ref, TupleDesc desc, int attno)
 	{
 		case TEXTOID:
 		case VARCHAROID:
-		case NAMEOID:
 			ref->conv = CONV_TEXT;
+			break;
+		case NAMEOID:
+			ref->conv = CONV_NAME;
 			break;
 		case BPCHAROID:
 			ref->conv = CONV_BPCHAR;
+			break;
+		case NUMERICOID:
+			ref->conv = CONV_NUMERIC;
+			break;
+		case FLOAT4OID:
+			ref->conv = CONV_FLOAT4;
+			break;
+		case FLOAT8OID:
+			ref->conv = CONV_FLOAT8;
 			break;
 		case DATEOID:
 			ref->conv = CONV_DATE;
@@ -335,20 +398,91 @@ format_ymd(SourceColumn *ref, int year, int month, int day, const char *field,
 }
 
 /*
+ * NaN, Infinity and -Infinity are refused wherever a number would be sent.
+ * None of the services' fields has a use for them: as a key (unique_id,
+ * identifier) "NaN" would make every NaN row the same person, OPS-COM's id
+ * fields want digits, and in any other field the word "NaN" or "Infinity"
+ * would be stored as if it were a phone number or a custom field's value.
+ * Such a value is almost always a computation gone wrong upstream; the row
+ * is invalid (22P02) rather than sent.
+ */
+static PayloadError *
+not_finite_error(SourceColumn *ref, const char *service_label,
+				 const char *field, const char *what)
+{
+	return payload_error(ERRCODE_INVALID_TEXT_REPRESENTATION,
+						 psprintf("%s field \"%s\" must be a finite number, not %s",
+								  service_label, field, what),
+						 psprintf("The value comes from column \"%s\", of type %s.",
+								  ref->colname, format_type_be(ref->typid)),
+						 "NaN and infinities mean nothing to the service: store a real number, or NULL to leave the field out.");
+}
+
+static const char *
+float_not_finite(double d)
+{
+	if (isnan(d))
+		return "NaN";
+	if (isinf(d))
+		return d > 0 ? "Infinity" : "-Infinity";
+	return NULL;
+}
+
+/*
  * column_value_text
  *		A non-NULL column value as the text that is sent: dates as
- *		yyyy-mm-dd whatever DateStyle, char(n) without its padding, numbers
- *		and everything else by the type's output function.
+ *		yyyy-mm-dd whatever DateStyle, char(n) without its padding, floats
+ *		as the shortest decimal that reads back exactly whatever
+ *		extra_float_digits, numeric as numeric_out writes it, everything
+ *		else by the type's output function.  A value that cannot be sent is
+ *		reported in *error; service_label and field name it there.
  */
 char *
-column_value_text(SourceColumn *ref, Datum value, const char *field,
-				  PayloadError **error)
+column_value_text(SourceColumn *ref, Datum value, const char *service_label,
+				  const char *field, PayloadError **error)
 {
 	*error = NULL;
 	switch (ref->conv)
 	{
 		case CONV_TEXT:
 			return TextDatumGetCString(value);
+		case CONV_NAME:
+			return pstrdup(NameStr(*DatumGetName(value)));
+		case CONV_NUMERIC:
+			{
+				Numeric		num = DatumGetNumeric(value);
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	NumericGetDatum(num)));
+
+				if (numeric_is_nan(num) || numeric_is_inf(num))
+				{
+					/* s is NaN, Infinity or -Infinity */
+					*error = not_finite_error(ref, service_label, field, s);
+					return NULL;
+				}
+				return s;
+			}
+		case CONV_FLOAT4:
+		case CONV_FLOAT8:
+			{
+				double		d = ref->conv == CONV_FLOAT4 ?
+					(double) DatumGetFloat4(value) : DatumGetFloat8(value);
+				const char *bad = float_not_finite(d);
+				char	   *s;
+
+				if (bad)
+				{
+					*error = not_finite_error(ref, service_label, field, bad);
+					return NULL;
+				}
+				/* what float4out/float8out print with extra_float_digits > 0 */
+				s = palloc(DOUBLE_SHORTEST_DECIMAL_LEN);
+				if (ref->conv == CONV_FLOAT4)
+					float_to_shortest_decimal_buf(DatumGetFloat4(value), s);
+				else
+					double_to_shortest_decimal_buf(d, s);
+				return s;
+			}
 		case CONV_BPCHAR:
 			{
 				char	   *s = TextDatumGetCString(value);
@@ -441,21 +575,55 @@ check_max_length(const char *service_label, const char *field, SourceColumn *col
 }
 
 /*
+ * Is the UTF-8 character at p a blank or a control character beyond ASCII:
+ * a C1 control or a character of Unicode's White_Space property (no-break
+ * space, the typographic spaces, line and paragraph separators, ideographic
+ * space)?  A pasted email often carries one, invisibly.
+ */
+static bool
+is_unicode_blank(const unsigned char *p)
+{
+	pg_wchar	c = utf8_to_unicode(p);
+
+	return (c >= 0x80 && c <= 0x9f) || c == 0xa0 || c == 0x1680 ||
+		(c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+		c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/*
  * An email shape: one '@', a local part, a domain with a dot inside it,
- * no blanks or control characters.  What the services would accept is
- * not published; this catches the common mistakes before sending.
+ * no blanks or control characters, Unicode ones included (but for a
+ * SQL_ASCII database, whose bytes mean nothing in particular).  What the
+ * services would accept is not published; this catches the common
+ * mistakes before sending.
  */
 PayloadError *
 check_email(const char *service_label, const char *field, const char *value)
 {
 	const char *at = strchr(value, '@');
 	const char *dot;
+	const char *utf8 = value;
 	bool		ok = true;
+	bool		blank = false;
+	int			encoding = GetDatabaseEncoding();
 
-	for (const char *p = value; *p; p++)
-		if ((unsigned char) *p <= ' ' || *p == 0x7f)
-			ok = false;
-	if (at == NULL || at == value || strchr(at + 1, '@') != NULL)
+	/* scanned as UTF-8, what it will be on the wire */
+	if (encoding != PG_UTF8 && encoding != PG_SQL_ASCII)
+		utf8 = pg_server_to_any(value, strlen(value), PG_UTF8);
+	for (const char *p = utf8; *p && !blank; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (c <= ' ' || c == 0x7f)
+			blank = true;
+		else if (c >= 0x80 && encoding != PG_SQL_ASCII)
+		{
+			/* valid UTF-8 (the database's, or converted): complete */
+			blank = is_unicode_blank((const unsigned char *) p);
+			p += pg_utf_mblen((const unsigned char *) p) - 1;
+		}
+	}
+	if (blank || at == NULL || at == value || strchr(at + 1, '@') != NULL)
 		ok = false;
 	else
 	{
@@ -469,7 +637,7 @@ check_email(const char *service_label, const char *field, const char *value)
 	return payload_error(ERRCODE_INVALID_TEXT_REPRESENTATION,
 						 psprintf("%s field \"%s\" is not an email address: \"%s\"",
 								  service_label, field, value),
-						 NULL,
+						 blank ? "It contains a blank or a control character, perhaps an invisible one such as a no-break space." : NULL,
 						 "An email address looks like name@example.edu.");
 }
 

@@ -54,8 +54,12 @@ typedef struct RowValues
 /* How a column's value becomes text. */
 typedef enum ValueConv
 {
-	CONV_TEXT,					/* text, varchar, name */
+	CONV_TEXT,					/* text, varchar */
+	CONV_NAME,					/* name: fixed-size, not a varlena */
 	CONV_BPCHAR,				/* char(n): trailing blanks removed */
+	CONV_NUMERIC,				/* numeric: NaN and infinities refused */
+	CONV_FLOAT4,				/* real: the shortest exact decimal, and */
+	CONV_FLOAT8,				/* double precision: NaN, infinities refused */
 	CONV_DATE,					/* yyyy-mm-dd whatever DateStyle */
 	CONV_TIMESTAMP,
 	CONV_TIMESTAMPTZ,
@@ -102,6 +106,8 @@ extern void row_values_from_record(HeapTupleHeader rec, RowValues *row);
 extern void row_values_from_tuple(TupleDesc desc, HeapTuple tuple, RowValues *row);
 
 extern List *mapping_parse(Jsonb *mapping, ServiceKind service);
+extern const char *json_value_kind(JsonbValue *v);
+extern char *json_value_excerpt(JsonbValue *v);
 extern MappingEntry *mapping_find(List *entries, const char *field);
 extern int	row_find_column(TupleDesc desc, const char *name);
 extern void column_ref_init(SourceColumn *ref, TupleDesc desc, int attno);
@@ -109,7 +115,8 @@ extern SourceColumn *column_for_field(TupleDesc desc, List *mapping,
 								   const char *field, const char *alt_name,
 								   const char *service_label);
 extern char *column_value_text(SourceColumn *ref, Datum value,
-							   const char *field, PayloadError **error);
+							   const char *service_label, const char *field,
+							   PayloadError **error);
 
 extern PayloadError *payload_error(int sqlstate, const char *message,
 								   const char *detail, const char *hint);
@@ -143,6 +150,10 @@ extern PayloadPlan *cloudcard_plan_create(SyncTarget *target, TupleDesc desc,
 extern void cloudcard_build(PayloadPlan *plan, RowValues *row, Payload *out);
 extern bool cloudcard_is_field(const char *name);
 extern bool cloudcard_is_standard_key(const char *key);
+extern PayloadError *cloudcard_key_error(bool find_by_email, const char *key,
+										 SourceColumn *col);
+extern PayloadError *cloudcard_custom_name_error(const char *name,
+												 const char *hint);
 extern int *cloudcard_source_columns(PayloadPlan *plan, int *n);
 
 #endif							/* CAMPUS_SYNC_PAYLOAD_H */

@@ -10,12 +10,17 @@
  *	  person API wants custom fields as top-level keys of an update (PUT)
  *	  and nested under "customFields" in a create (POST) and in the
  *	  deprecated people API; the body built here is the first request's.
+ *	  The person's key (identifier, or email when find_by says so) goes
+ *	  into the URL path: keys the path would misread are refused here,
+ *	  before anything is queued or sent (cloudcard_key_error).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
@@ -49,6 +54,7 @@ static const CloudcardField cloudcard_fields[] = {
 };
 
 #define N_CLOUDCARD_FIELDS ((int) lengthof(cloudcard_fields))
+#define CLOUDCARD_KEY_MAX_CHARS 255
 #define FIELD_EMAIL 0
 #define FIELD_IDENTIFIER 1
 
@@ -83,6 +89,98 @@ cloudcard_is_standard_key(const char *key)
 	return strcmp(key, "customFields") == 0;
 }
 
+/*
+ * cloudcard_custom_name_error
+ *		Why a custom field may not have this name, or NULL.  In an update
+ *		custom fields are top-level keys beside the person's own, so a name
+ *		CloudCard reads as something else would not reach the custom field:
+ *		a person field, a ROLE_* flag (CloudCard refuses unknown roles), or
+ *		a read-only attribute of the person (id, username, authorities).
+ *		An empty name can match no custom field.
+ */
+PayloadError *
+cloudcard_custom_name_error(const char *name, const char *hint)
+{
+	const char *why = NULL;
+
+	if (name[0] == '\0')
+		why = "is empty";
+	else if (cloudcard_is_standard_key(name))
+		why = "is the name of a CloudCard person field";
+	else if (strncmp(name, "ROLE_", 5) == 0)
+		why = "would be read as a CloudCard role";
+	else if (strcmp(name, "id") == 0 || strcmp(name, "username") == 0 ||
+			 strcmp(name, "authorities") == 0)
+		why = "is the name of a read-only attribute of a CloudCard person";
+	if (why == NULL)
+		return NULL;
+	return payload_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						 psprintf("custom field name \"%s\" %s", name, why),
+						 "Custom fields are sent as top-level keys of the update (PUT /person), beside the person's own fields.",
+						 hint);
+}
+
+/*
+ * cloudcard_key_error
+ *		Why key cannot be a CloudCard person key, or NULL.  The key is a
+ *		segment of the request path (/person/{key}), percent-encoded; but
+ *		"." is unreserved in RFC 3986 and stays as it is, so "." and ".."
+ *		would be dot segments, removed by the client (PUT /person/.. is
+ *		PUT /, with the body and the token), and CloudCard's servlet
+ *		container refuses "%2F", the encoded "/".  An empty key would name
+ *		/person/ itself.  Such keys are refused whatever the api option: a
+ *		queued item may be sent after the server's api changes, and the
+ *		look-ups (GET /person/{key}) put the key in the path anyway.
+ *
+ *		CloudCard publishes no length limit.  Keys are capped at
+ *		CLOUDCARD_KEY_MAX_CHARS characters (at most 4 bytes each): the
+ *		queue indexes items by key, and a btree cannot take an entry of
+ *		more than about 2,700 bytes -- one such item would make every
+ *		deliver() fail.  OPS-COM's unique_id has its own limit, 50.
+ */
+PayloadError *
+cloudcard_key_error(bool find_by_email, const char *key, SourceColumn *col)
+{
+	const char *field = find_by_email ? "email" : "identifier";
+	char	   *message;
+	int			chars;
+
+	/* bytes >= characters: most keys need no counting */
+	if (strlen(key) > CLOUDCARD_KEY_MAX_CHARS &&
+		(chars = pg_mbstrlen(key)) > CLOUDCARD_KEY_MAX_CHARS)
+		return payload_error(ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
+							 psprintf("CloudCard field \"%s\" is too long for the person's key: %d characters, the limit is %d",
+									  field, chars, CLOUDCARD_KEY_MAX_CHARS),
+							 psprintf("CloudCard publishes no limit; campus_sync takes keys of up to %d characters (an email address has at most 254), which fit the URL path and the queue's index.%s",
+									  CLOUDCARD_KEY_MAX_CHARS,
+									  col ? psprintf(" The value comes from column \"%s\".", col->colname) : ""),
+							 col ?
+							 psprintf("Correct the %s, or map another column to \"%s\".", field, field) :
+							 NULL);
+	if (key[0] == '\0')
+		message = psprintf("CloudCard field \"%s\" cannot be empty as the person's key in the URL path",
+						   field);
+	else if (strcmp(key, ".") == 0 || strcmp(key, "..") == 0)
+		message = psprintf("CloudCard field \"%s\" cannot be \"%s\" as the person's key in the URL path",
+						   field, key);
+	else if (strchr(key, '/') != NULL)
+		message = psprintf("CloudCard field \"%s\" cannot contain \"/\" as the person's key in the URL path: \"%s\"",
+						   field, key);
+	else
+		return NULL;
+
+	return payload_error(ERRCODE_INVALID_TEXT_REPRESENTATION, message,
+						 psprintf("CloudCard finds the person by the %s in the request path /person/{key}, where \".\" and \"..\" are read as the current and the parent path, and a \"/\" is refused even percent-encoded.%s",
+								  field,
+								  col ? psprintf(" The value comes from column \"%s\".", col->colname) : ""),
+						 col ?
+						 psprintf("Correct the %s, map another column to \"%s\", or set the server option find_by to '%s'.",
+								  field, field, find_by_email ? "identifier" : "email") :
+						 psprintf("Such a key cannot be looked up; look the person up by %s on a server whose find_by is '%s'.",
+								  find_by_email ? "identifier" : "email",
+								  find_by_email ? "identifier" : "email"));
+}
+
 bool
 cloudcard_is_field(const char *name)
 {
@@ -107,21 +205,22 @@ require_type(SourceColumn *col, const char *field, bool ok, const char *needs)
 static void
 plan_custom_fields(CloudcardPlan *plan, TupleDesc desc, List *mapping)
 {
-	MappingEntry *e = mapping_find(mapping, "customFields");
+	MappingEntry *m = mapping_find(mapping, "customFields");
+	PayloadError *e;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	char	   *key = NULL;
 
-	if (e == NULL)
-		e = mapping_find(mapping, "custom_fields");
+	if (m == NULL)
+		m = mapping_find(mapping, "custom_fields");
 
 	/*
 	 * With per-field columns in the mapping, a custom_fields column (if the
 	 * row has one) still adds its fields; otherwise the mapping may rename
 	 * or drop that column like any other.
 	 */
-	if (e != NULL && e->object != NULL)
+	if (m != NULL && m->object != NULL)
 		plan->custom_json = column_for_field(desc, NIL, "custom_fields",
 											 "customFields", "CloudCard");
 	else
@@ -132,10 +231,10 @@ plan_custom_fields(CloudcardPlan *plan, TupleDesc desc, List *mapping)
 					 plan->custom_json->conv == CONV_JSON ||
 					 plan->custom_json->conv == CONV_JSONB,
 					 "json or jsonb (an object of custom field values)");
-	if (e == NULL || e->object == NULL)
+	if (m == NULL || m->object == NULL)
 		return;
 
-	it = JsonbIteratorInit(&e->object->root);
+	it = JsonbIteratorInit(&m->object->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		CustomColumn *cc;
@@ -153,11 +252,10 @@ plan_custom_fields(CloudcardPlan *plan, TupleDesc desc, List *mapping)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("mapping for custom field \"%s\" must be a column name", key)));
-		if (cloudcard_is_standard_key(key))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("custom field \"%s\" has the name of a CloudCard person field", key),
-					 errhint("Map it as a top-level key of the mapping instead.")));
+		if ((e = cloudcard_custom_name_error(key, cloudcard_is_standard_key(key) ?
+											 "Map it as a top-level key of the mapping instead." :
+											 "Rename the key in the mapping's customFields object.")) != NULL)
+			payload_raise(e);
 		colname = pnstrdup(v.val.string.val, v.val.string.len);
 		attno = row_find_column(desc, colname);
 		if (attno < 0)
@@ -207,7 +305,7 @@ cloudcard_plan_create(SyncTarget *target, TupleDesc desc, List *mapping)
 		if (col && f->kind == CC_BOOL)
 			require_type(col, f->name,
 						 col->conv == CONV_BOOL || col->conv == CONV_TEXT ||
-						 col->conv == CONV_BPCHAR,
+						 col->conv == CONV_BPCHAR || col->conv == CONV_NAME,
 						 "boolean");
 		plan->columns[i] = col;
 	}
@@ -236,7 +334,7 @@ field_value(CloudcardPlan *plan, RowValues *row, int i, char **text, int *boolea
 			b = DatumGetBool(d);
 		else
 		{
-			char	   *s = column_value_text(col, d, f->name, &e);
+			char	   *s = column_value_text(col, d, "CloudCard", f->name, &e);
 
 			if (e)
 				return e;
@@ -251,7 +349,7 @@ field_value(CloudcardPlan *plan, RowValues *row, int i, char **text, int *boolea
 		return NULL;
 	}
 
-	*text = column_value_text(col, d, f->name, &e);
+	*text = column_value_text(col, d, "CloudCard", f->name, &e);
 	if (e == NULL && f->kind == CC_EMAIL && (*text)[0] != '\0')
 		e = check_email("CloudCard", f->name, *text);
 	return e;
@@ -262,13 +360,10 @@ add_custom(List **values, const char *name, const char *value)
 {
 	ListCell   *lc;
 	CustomValue *cv;
+	PayloadError *e;
 
-	if (cloudcard_is_standard_key(name))
-		return payload_error(ERRCODE_INVALID_PARAMETER_VALUE,
-							 psprintf("custom field \"%s\" has the name of a CloudCard person field",
-									  name),
-							 NULL,
-							 "Rename the key in the custom_fields object.");
+	if ((e = cloudcard_custom_name_error(name, "Rename the key in the custom_fields object.")) != NULL)
+		return e;
 	foreach(lc, *values)
 	{
 		cv = lfirst(lc);
@@ -283,6 +378,39 @@ add_custom(List **values, const char *name, const char *value)
 	cv->value = pstrdup(value);
 	*values = lappend(*values, cv);
 	return NULL;
+}
+
+/*
+ * A json value (valid JSON, or the column would not hold it) that jsonb_in
+ * would still refuse: a \u0000 escape, or one the database encoding cannot
+ * represent.  Checked first so that such a row is reported, not raised:
+ * the push functions return it and the trigger queues an invalid item.
+ */
+static PayloadError *
+json_text_error(SourceColumn *col, char *json)
+{
+	JsonLexContext *lex;
+	JsonParseErrorType result;
+
+#if PG_VERSION_NUM >= 160000
+	lex = makeJsonLexContextCstringLen(NULL, json, strlen(json),
+									   GetDatabaseEncoding(), true);
+#else
+	lex = makeJsonLexContextCstringLen(json, strlen(json),
+									   GetDatabaseEncoding(), true);
+#endif
+	result = pg_parse_json(lex, &nullSemAction);
+	if (result == JSON_SUCCESS)
+		return NULL;
+	/* the SQLSTATEs jsonb_in would raise */
+	return payload_error(result == JSON_UNICODE_CODE_POINT_ZERO ||
+						 result == JSON_UNICODE_HIGH_ESCAPE ?
+						 ERRCODE_UNTRANSLATABLE_CHARACTER :
+						 ERRCODE_INVALID_TEXT_REPRESENTATION,
+						 psprintf("CloudCard custom fields of column \"%s\" cannot be converted to text",
+								  col->colname),
+						 json_errdetail(result, lex),
+						 "Remove the escape from the JSON value; custom field values are sent as text.");
 }
 
 /* The custom fields of the json/jsonb column (an object of scalars). */
@@ -302,14 +430,33 @@ custom_from_json(CloudcardPlan *plan, RowValues *row, List **values)
 	if (col->conv == CONV_JSONB)
 		jb = DatumGetJsonbP(row->values[col->attno]);
 	else
-		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-												CStringGetDatum(TextDatumGetCString(row->values[col->attno]))));
+	{
+		char	   *json = TextDatumGetCString(row->values[col->attno]);
+
+		if ((e = json_text_error(col, json)) != NULL)
+			return e;
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	}
 
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+	{
+		JsonbValue	root;
+
+		if (JB_ROOT_IS_SCALAR(jb))
+			JsonbExtractScalar(&jb->root, &root);
+		else
+		{
+			root.type = jbvBinary;
+			root.val.binary.data = &jb->root;
+			root.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+		}
 		return payload_error(ERRCODE_INVALID_PARAMETER_VALUE,
-							 "CloudCard custom fields must be a JSON object",
-							 psprintf("Column \"%s\" holds another kind of JSON value.", col->colname),
-							 "Store an object such as {\"Class Year\": \"2027\"}.");
+							 psprintf("CloudCard field \"customFields\" must be a JSON object, not %s",
+									  json_value_kind(&root)),
+							 psprintf("Column \"%s\" holds %s.", col->colname,
+									  json_value_excerpt(&root)),
+							 "Store an object such as {\"Class Year\": \"2027\"}, or NULL for no custom fields.");
+	}
 
 	it = JsonbIteratorInit(&jb->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -365,7 +512,7 @@ custom_from_columns(CloudcardPlan *plan, RowValues *row, List **values)
 		if (row->nulls[cc->column->attno])
 			continue;
 		value = column_value_text(cc->column, row->values[cc->column->attno],
-								  cc->name, &e);
+								  "CloudCard custom", cc->name, &e);
 		if (e == NULL)
 			e = add_custom(values, cc->name, value);
 		if (e)
@@ -387,9 +534,14 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 	int			key_field = target->find_by_email ? FIELD_EMAIL : FIELD_IDENTIFIER;
 	ListCell   *lc;
 
-	/* the key first: an invalid row's item still belongs to its person */
+	/*
+	 * The key first: an invalid row's item still belongs to its person --
+	 * if the key could be sent at all ("..", or 3,000 characters, names no
+	 * person, and the latter would not fit the queue's index either).
+	 */
 	if (field_value(plan, row, key_field, &texts[key_field], &bools[key_field]) == NULL &&
-		texts[key_field] != NULL && texts[key_field][0] != '\0')
+		texts[key_field] != NULL && texts[key_field][0] != '\0' &&
+		cloudcard_key_error(target->find_by_email, texts[key_field], NULL) == NULL)
 		out->person_key = texts[key_field];
 
 	for (int i = 0; i < N_CLOUDCARD_FIELDS; i++)
@@ -414,6 +566,9 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 												  target->find_by_email ? "email" : "identifier"));
 		return;
 	}
+	if ((out->error = cloudcard_key_error(target->find_by_email, texts[key_field],
+										  plan->columns[key_field])) != NULL)
+		return;
 	foreach(lc, target->required_fields)
 	{
 		const char *name = lfirst(lc);

@@ -138,6 +138,12 @@ is_valid_ymd(const char *s)
 	return d <= day_tab[isleap(y)][m - 1];
 }
 
+static bool
+is_ascii_letter(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
 static PayloadError *
 check_value(const OpscomField *f, SourceColumn *col, const char *value)
 {
@@ -155,8 +161,9 @@ check_value(const OpscomField *f, SourceColumn *col, const char *value)
 		case CHECK_EMAIL:
 			return check_email("OPS-COM", f->name, value);
 		case CHECK_REGION:
-			if (strlen(value) != 2 || !isalpha((unsigned char) value[0]) ||
-				!isalpha((unsigned char) value[1]))
+			/* A-Z and a-z only, whatever the locale's isalpha() says */
+			if (strlen(value) != 2 || !is_ascii_letter(value[0]) ||
+				!is_ascii_letter(value[1]))
 				return payload_error(ERRCODE_INVALID_TEXT_REPRESENTATION,
 									 psprintf("OPS-COM field \"%s\" must be a 2-letter postal abbreviation such as \"MA\", not \"%s\"",
 											  f->name, value),
@@ -192,7 +199,8 @@ field_value(OpscomPlan *plan, RowValues *row, int i, PayloadError **error)
 	*error = NULL;
 	if (col == NULL || row->nulls[col->attno])
 		return NULL;
-	return column_value_text(col, row->values[col->attno], opscom_fields[i].name, error);
+	return column_value_text(col, row->values[col->attno], "OPS-COM",
+							 opscom_fields[i].name, error);
 }
 
 void
