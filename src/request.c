@@ -207,11 +207,15 @@ to_wire(char *body)
 	return pg_server_to_any(body, strlen(body), PG_UTF8);
 }
 
+/* The key in the path is percent-encoded UTF-8, like the body. */
 static char *
 person_url(SyncJob *job)
 {
-	return psprintf("%s/person/%s?findBy=%s", job->target->url,
-					http_path_escape(job->person_key),
+	const char *key = job->person_key;
+
+	if (GetDatabaseEncoding() != PG_UTF8)
+		key = pg_server_to_any(key, strlen(key), PG_UTF8);
+	return psprintf("%s/person/%s?findBy=%s", job->target->url, http_path_escape(key),
 					job->target->find_by_email ? "email" : "identifier");
 }
 
@@ -238,6 +242,19 @@ job_start(SyncJob *job)
 	if (target->service == SERVICE_CLOUDCARD)
 	{
 		AuthFailure failure;
+		PayloadError *key_error;
+
+		/*
+		 * Payloads refuse keys the path would misread; an item queued before
+		 * they did (0.1) is refused here, before any request.
+		 */
+		if (job->person_key &&
+			(key_error = cloudcard_key_error(target->find_by_email, job->person_key, NULL)) != NULL)
+		{
+			job_finish(job, JOB_PERMANENT,
+					   psprintf("not sent: %s", payload_error_text(key_error)));
+			return;
+		}
 
 		/*
 		 * Points into the token cache, which a renewal may free: used here

@@ -85,7 +85,9 @@ VALUES (nextval('campus_sync.queue_items_id_seq'), 'opscom', 'U1',
        (nextval('campus_sync.queue_items_id_seq'), 'gone', 'U9',
         '{"unique_id":"U9"}', 'postgres', now());
 INSERT INTO campus_sync.queue_items (server, person_key, state, payload, enqueued_by)
-VALUES ('cloudcard', 'C1', 'pending', '{"identifier":"C1","email":"c1@example.edu"}', 'postgres');
+VALUES ('cloudcard', 'C1', 'pending', '{"identifier":"C1","email":"c1@example.edu"}', 'postgres'),
+       -- 0.1 took a key of '..' (PUT /person/.. is PUT /): never sent now
+       ('cloudcard', '..', 'pending', '{"identifier":".."}', 'postgres');
 """
 
 
@@ -134,10 +136,14 @@ class UpgradeChainTest(unittest.TestCase):
 
         # the items of 0.1 are bound to their servers and delivered
         self.assertEqual(query(old, "SELECT server, person_key, state FROM campus_sync.queue ORDER BY 2"),
-                         [("cloudcard", "C1", "pending"), ("opscom", "U1", "pending")])
+                         [("cloudcard", "..", "pending"), ("cloudcard", "C1", "pending"),
+                          ("opscom", "U1", "pending")])
         query(old, "SELECT * FROM campus_sync.deliver()")
-        self.assertEqual(query(old, "SELECT person_key, state, last_error FROM campus_sync.queue ORDER BY 1"),
-                         [("C1", "delivered", None), ("U1", "delivered", None)])
+        self.assertEqual(query(old, "SELECT person_key, state, left(last_error, 89) FROM campus_sync.queue "
+                                    "ORDER BY 1"),
+                         [("..", "failed", 'not sent: CloudCard field "identifier" cannot be ".." as the person\'s '
+                                           'key in the URL path'),
+                          ("C1", "delivered", None), ("U1", "delivered", None)])
         sent = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in mock("requests")
                 if not r["path"].endswith("authentication-token")]
         self.assertEqual(sorted(sent), [("POST", "person"), ("POST", "push"), ("PUT", "C1")])  # PUT 404, then the create
