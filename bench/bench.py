@@ -6,8 +6,9 @@ interleaved round by round, medians reported: the machines are shared and
 noisy, and absolute numbers move with them.
 
   1. calibration: wrk against the same nginx remote (what the remote can do)
-  2. delivery: deliver() draining the queue, 20 ms remote at concurrency 32
-     (bound 1,600/s) and a zero-latency remote; nothing may be lost
+  2. delivery: deliver() and deliver_batches() draining the queue, 20 ms
+     remote at concurrency 32 (bound 1,600/s) and a zero-latency remote;
+     nothing may be lost
   3. sync_trigger: single-row UPDATE rate (pgbench) and a 100,000-row UPDATE,
      against no trigger and a hand-written PL/pgSQL outbox trigger
 """
@@ -132,22 +133,30 @@ def calibration():
 
 # -- 2. delivery ----------------------------------------------------------------
 
+DELIVERERS = {
+    "deliver()": "SELECT sum(delivered) FROM campus_sync.deliver('{server}', max_seconds => 600)",
+    "deliver_batches()": "CALL campus_sync.deliver_batches('{server}', max_seconds => 600)",
+}
+
+
 def delivery(conn, server, items, rounds):
-    """deliver() draining `items` queued people; returns (rates, lost)."""
-    rates, lost = [], 0
+    """deliver() and deliver_batches() (commits as it goes), interleaved,
+    draining `items` queued people; returns ({variant: rates}, lost)."""
+    rates, lost = {v: [] for v in DELIVERERS}, 0
     for _ in range(rounds):
-        sql(conn, "DROP TRIGGER IF EXISTS sync ON people")
-        sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.target_health")
-        sql(conn, f"SELECT count(campus_sync.enqueue('{server}', p)) FROM people p WHERE unique_id IN "
-                  f"(SELECT 'U' || g FROM generate_series(1, {items}) g)")
-        sql(conn, "VACUUM ANALYZE campus_sync.queue_items")
-        before = access_log_lines()
-        seconds, rows = timed(conn, f"SELECT sum(delivered) FROM campus_sync.deliver('{server}', max_seconds => 600)")
-        delivered = int(rows[0][0])
-        received = access_log_lines() - before
-        waiting = sql(conn, "SELECT count(*) FROM campus_sync.queue_items WHERE state <> 'delivered'")[0][0]
-        lost += (items - delivered) + abs(received - items) + waiting
-        rates.append(delivered / seconds)
+        for variant, statement in DELIVERERS.items():
+            sql(conn, "DROP TRIGGER IF EXISTS sync ON people")
+            sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.target_health")
+            sql(conn, f"SELECT count(campus_sync.enqueue('{server}', p)) FROM people p WHERE unique_id IN "
+                      f"(SELECT 'U' || g FROM generate_series(1, {items}) g)")
+            sql(conn, "VACUUM ANALYZE campus_sync.queue_items")
+            before = access_log_lines()
+            seconds, _ = timed(conn, statement.format(server=server))
+            delivered = sql(conn, "SELECT count(*) FROM campus_sync.queue_items WHERE state = 'delivered'")[0][0]
+            received = access_log_lines() - before
+            waiting = sql(conn, "SELECT count(*) FROM campus_sync.queue_items WHERE state <> 'delivered'")[0][0]
+            lost += (items - delivered) + abs(received - items) + waiting
+            rates[variant].append(delivered / seconds)
     return rates, lost
 
 
@@ -217,14 +226,23 @@ def main():
     slow_rates, slow_lost = delivery(conn, "slow", 16_000, max(2, ROUNDS - 2))
     fast_rates, fast_lost = delivery(conn, "fast", PEOPLE, max(2, ROUNDS - 2))
     sync_rate = synchronous_push(conn, "slow", 500)
+    slow, fast = slow_rates["deliver()"], fast_rates["deliver()"]
     out("| remote | deliveries/s | baseline in the same run | ratio | lost |")
     out("|---|---|---|---|---|")
-    out(f"| 20 ms | {median(slow_rates):,.0f} | bound 32 / 20 ms = 1,600/s (wrk: {cal['20 ms']:,.0f}/s) | "
-        f"{median(slow_rates) / 1600:.3f} of the bound | {slow_lost} |")
-    out(f"| zero latency | {median(fast_rates):,.0f} | wrk -c32: {cal['zero latency']:,.0f}/s | "
-        f"{median(fast_rates) / cal['zero latency']:.3f} of wrk | {fast_lost} |")
+    out(f"| 20 ms | {median(slow):,.0f} | bound 32 / 20 ms = 1,600/s (wrk: {cal['20 ms']:,.0f}/s) | "
+        f"{median(slow) / 1600:.3f} of the bound | {slow_lost} |")
+    out(f"| zero latency | {median(fast):,.0f} | wrk -c32: {cal['zero latency']:,.0f}/s | "
+        f"{median(fast) / cal['zero latency']:.3f} of wrk | {fast_lost} |")
     out(f"| 20 ms, opscom_push one row after the other (pgsql-http style) | {sync_rate:,.0f} | deliver(): "
-        f"{median(slow_rates):,.0f}/s | deliver() is {median(slow_rates) / sync_rate:.0f}x faster | 0 |")
+        f"{median(slow):,.0f}/s | deliver() is {median(slow) / sync_rate:.0f}x faster | 0 |")
+    for name, rates, base in (("20 ms", slow_rates, slow), ("zero latency", fast_rates, fast)):
+        batches = median(rates["deliver_batches()"])
+        out(f"| {name}, deliver_batches() (commits as it goes) | {batches:,.0f} | deliver(): {median(base):,.0f}/s | "
+            f"{batches / median(base):.3f} of deliver() | (above) |")
+    out()
+    out("Raw rounds: " + "; ".join(f"{name} {v} {', '.join(f'{x:,.0f}' for x in rates[v])}"
+                                   for name, rates in (("20 ms", slow_rates), ("zero latency", fast_rates))
+                                   for v in DELIVERERS))
     out()
 
     out("### sync_trigger")

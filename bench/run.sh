@@ -8,6 +8,7 @@ set -euo pipefail
 . "$(dirname "$0")/../test/lib.sh"
 trap 'cs_cleanup' EXIT
 
+cs_take_install_lock
 cs_ensure_packages
 cs_ensure_packages nginx-light libnginx-mod-http-echo wrk
 cs_build_install
