@@ -20,8 +20,8 @@
  *	  request's slot stays taken until its outcome is committed, so an
  *	  interruption resends at most `concurrency` items per server.  The
  *	  persons in flight stay held across those commits by their advisory
- *	  locks (queue_claim.c), and their rows are locked again in each new
- *	  transaction.  While a deliverer holds items it holds the campus_sync
+ *	  locks (queue_claim.c), and their rows are locked again when their
+ *	  outcomes are written.  While a deliverer holds items it holds the campus_sync
  *	  deliverer lock, which is how the queue view tells that they are in
  *	  flight.
  *
@@ -81,7 +81,7 @@ typedef struct DeliverItem
 	char	   *key_field;
 	int			attempts;
 	bool		probe;
-	bool		lost;			/* its row changed across a commit: not recorded */
+	bool		unlocked;		/* a commit ended its row lock (see complete_item) */
 	/* the person's older items this one supersedes, removed when it ends */
 	int			nsuperseded;
 	ItemPointerData *superseded_tids;
@@ -399,7 +399,7 @@ complete_item(DeliverRun *run, DeliverItem *item)
 	dlist_delete(&item->node);
 	judge(sr, item, &outcome);
 	hold_until_commit(run, item);
-	if (item->lost)
+	if (item->unlocked && !queue_relock(run->store, &item->tid))
 	{
 		/* someone changed the row while the request was out: theirs stands */
 		MemoryContextDelete(item->mcxt);
@@ -407,7 +407,8 @@ complete_item(DeliverRun *run, DeliverItem *item)
 	}
 	queue_record(run->store, &item->tid, &outcome);
 	for (int i = 0; i < item->nsuperseded; i++)
-		queue_remove(run->store, &item->superseded_tids[i]);
+		if (!item->unlocked || queue_relock(run->store, &item->superseded_tids[i]))
+			queue_remove(run->store, &item->superseded_tids[i]);
 
 	/* a later item of this person may be due now that this one is done */
 	if (queue_has_successor(run->store, sr->target->server_oid, item->person_key, item->id) &&
@@ -611,9 +612,14 @@ drop_claimed(DeliverRun *run)
 	}
 }
 
-/* The items in flight, locked again in the new transaction. */
+/*
+ * A commit ended the row locks of the items in flight.  Their persons stay
+ * held (advisory locks); each row is locked again when its outcome is
+ * written, once, rather than all of them at every commit.  Until then the
+ * queue view shows them pending.
+ */
 static void
-relock_flying(DeliverRun *run)
+mark_flying_unlocked(DeliverRun *run)
 {
 	ListCell   *lc;
 
@@ -623,23 +629,7 @@ relock_flying(DeliverRun *run)
 		dlist_iter	iter;
 
 		dlist_foreach(iter, &sr->flying)
-		{
-			DeliverItem *item = dlist_container(DeliverItem, node, iter.cur);
-			int			kept = 0;
-
-			if (!queue_relock(run->store, &item->tid))
-			{
-				item->lost = true;
-				continue;
-			}
-			for (int i = 0; i < item->nsuperseded; i++)
-				if (queue_relock(run->store, &item->superseded_tids[i]))
-				{
-					item->superseded_tids[kept] = item->superseded_tids[i];
-					item->superseded_ids[kept++] = item->superseded_ids[i];
-				}
-			item->nsuperseded = kept;
-		}
+			dlist_container(DeliverItem, node, iter.cur)->unlocked = true;
 	}
 }
 
@@ -648,8 +638,7 @@ static void take_deliverer_lock(void);
 /*
  * Commits the outcomes recorded so far and goes on in a new transaction:
  * the persons whose outcomes are now durable are let go, the ones in
- * flight stay held (their advisory locks outlive the transaction, their
- * rows are locked again).
+ * flight stay held (their advisory locks outlive the transaction).
  */
 static void
 commit_batch(DeliverRun *run)
@@ -681,7 +670,7 @@ commit_batch(DeliverRun *run)
 	old = MemoryContextSwitchTo(run->mcxt);		/* not the loop's context */
 	run->store = queue_store_open();
 	MemoryContextSwitchTo(old);
-	relock_flying(run);
+	mark_flying_unlocked(run);
 }
 
 static bool

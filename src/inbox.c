@@ -121,6 +121,33 @@ inbox_next_id(void)
 	return nextval_internal(shape.seq_oid, false);
 }
 
+/*
+ * A service or key field name as a text datum, made once: every item
+ * carries one of a handful, and the trigger's path is worth the saving.
+ */
+static Datum
+name_datum(const char *name)
+{
+	static struct
+	{
+		char		name[NAMEDATALEN];
+		Datum		datum;
+	}			known[8];
+	static int	nknown = 0;
+
+	for (int i = 0; i < nknown; i++)
+		if (strcmp(known[i].name, name) == 0)
+			return known[i].datum;
+	if (nknown == lengthof(known) || strlen(name) >= NAMEDATALEN)
+		return CStringGetTextDatum(name);
+	strlcpy(known[nknown].name, name, NAMEDATALEN);
+	known[nknown].datum = PointerGetDatum(MemoryContextAlloc(TopMemoryContext,
+															 VARHDRSZ + strlen(name)));
+	SET_VARSIZE(DatumGetPointer(known[nknown].datum), VARHDRSZ + strlen(name));
+	memcpy(VARDATA(DatumGetPointer(known[nknown].datum)), name, strlen(name));
+	return known[nknown++].datum;
+}
+
 static int64
 fill(TupleTableSlot *slot, QueueRow *r, TimestampTz now)
 {
@@ -143,8 +170,8 @@ fill(TupleTableSlot *slot, QueueRow *r, TimestampTz now)
 	SET(IN_ENQUEUED_BY, CStringGetTextDatum(r->enqueued_by));
 	SET(IN_ENQUEUED_AT, TimestampTzGetDatum(now));
 	SET(IN_SERVER_OID, ObjectIdGetDatum(r->server_oid));
-	SET(IN_SERVICE, CStringGetTextDatum(r->service));
-	SET(IN_KEY_FIELD, CStringGetTextDatum(r->key_field));
+	SET(IN_SERVICE, name_datum(r->service));
+	SET(IN_KEY_FIELD, name_datum(r->key_field));
 #undef SET
 	ExecStoreVirtualTuple(slot);
 	return id;
