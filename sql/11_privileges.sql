@@ -246,6 +246,27 @@ INSERT INTO cs_priv_people VALUES ('P5', 'Flo', 'Lee', 'p5@campus.edu');
 ROLLBACK;
 SELECT current_user = session_user AS role_reset_by_rollback;
 
+-- deliver_batches() acts as the queue's owner (a superuser) but is not
+-- SECURITY DEFINER: with the caller's search_path, an operator the caller
+-- put in a schema of its own ran inside the engine's SQL with the owner's
+-- rights, and the ETL role made itself superuser.  It now runs that SQL
+-- with search_path pg_catalog, pg_temp, and gives the caller's back.
+CREATE SCHEMA cs_priv_stage AUTHORIZATION cs_priv_etl;
+SET ROLE cs_priv_etl;
+CREATE FUNCTION cs_priv_stage.texteq(text, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_user <> 'cs_priv_etl' THEN EXECUTE 'ALTER ROLE cs_priv_etl SUPERUSER'; END IF;
+  RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR cs_priv_stage.= (LEFTARG = text, RIGHTARG = text, FUNCTION = cs_priv_stage.texteq);
+SET search_path = cs_priv_stage, pg_catalog;
+CALL campus_sync.deliver_batches('cs_priv_opscom');
+SHOW search_path;
+RESET search_path;
+RESET ROLE;
+SELECT rolsuper AS etl_became_superuser FROM pg_roles WHERE rolname = 'cs_priv_etl';
+DROP SCHEMA cs_priv_stage CASCADE;
+
 -- Nothing the matrix did stayed: the failed item is the only one of the
 -- server, the person table has only the writer's row.
 SELECT person_key, state, attempts FROM campus_sync.queue WHERE server = 'cs_priv_opscom';

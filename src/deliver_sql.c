@@ -21,6 +21,7 @@
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
@@ -108,16 +109,27 @@ campus_sync_deliver(PG_FUNCTION_ARGS)
 
 /*
  * deliver_batches() acts with the rights of the queue's owner (like
- * deliver(), which is SECURITY DEFINER; a procedure that commits cannot
- * be), and gives them back before each commit, so that an error after a
- * commit never leaves the session as that owner.
+ * deliver(), which is SECURITY DEFINER with its own search_path; a
+ * procedure that commits can be neither), and gives them back before each
+ * commit, so that an error after a commit never leaves the session as that
+ * owner.  As the owner it also runs with search_path pg_catalog, pg_temp:
+ * with the caller's, an operator the caller defined in a schema of its own
+ * would run with the owner's rights in the engine's SQL.
  */
 typedef struct BatchIdentity
 {
 	Oid			caller;
 	int			caller_context;
+	char	   *caller_search_path;
 	Oid			owner;
 } BatchIdentity;
+
+static void
+set_search_path(const char *value)
+{
+	(void) set_config_option("search_path", value, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SET, true, 0, false);
+}
 
 static Oid
 queue_owner(void)
@@ -140,11 +152,13 @@ static void
 act_as_owner(BatchIdentity *id)
 {
 	SetUserIdAndSecContext(id->owner, id->caller_context | SECURITY_LOCAL_USERID_CHANGE);
+	set_search_path("pg_catalog, pg_temp");
 }
 
 static void
 act_as_caller(BatchIdentity *id)
 {
+	set_search_path(id->caller_search_path);
 	SetUserIdAndSecContext(id->caller, id->caller_context);
 }
 
@@ -204,6 +218,8 @@ campus_sync_deliver_batches(PG_FUNCTION_ARGS)
 	id.owner = queue_owner();
 	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* in SPI's procedure memory, which outlives the commits */
+	id.caller_search_path = pstrdup(namespace_search_path);
 	act_as_owner(&id);
 	PG_TRY();
 	{
