@@ -245,6 +245,8 @@ def main():
                                    for v in DELIVERERS))
     out()
 
+    if os.environ.get("BENCH_ONLY") == "delivery":
+        return
     out("### sync_trigger")
     out()
     tps = trigger_rates(conn)

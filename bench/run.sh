@@ -3,7 +3,8 @@
 # module as the remote, wrk, pgbench), builds and installs campus_sync,
 # starts a throwaway cluster tuned only to keep checkpoints out of the way,
 # and prints every figure as a ratio to a baseline measured in the same run.
-# Usage: bench/run.sh [--quick]      (results also go to bench/results.md)
+# Usage: bench/run.sh [--quick]   (results also go to bench/results.md;
+#        BENCH_ONLY=delivery runs only the delivery figures)
 set -euo pipefail
 . "$(dirname "$0")/../test/lib.sh"
 trap 'cs_cleanup' EXIT

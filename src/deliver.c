@@ -57,6 +57,8 @@
 #define POLL_MS 100
 /* with a commit function: commit outcomes at least this often */
 #define COMMIT_INTERVAL_MS 20
+/* ... and save the target's health with them at most this often */
+#define HEALTH_SAVE_INTERVAL_MS 1000
 
 /* The advisory lock every deliverer holds (see the queue view). */
 #define DELIVERER_LOCK_CLASS 0x43535943	/* "CSYC" */
@@ -103,6 +105,7 @@ struct ServerRun
 	dlist_head	flying;			/* DeliverItem, started and not ended */
 	int			in_flight;
 	int			uncommitted;	/* ended, outcome not committed yet */
+	TimestampTz health_saved_at;	/* by a batch commit */
 	ClaimCursor cursor;			/* where claims go on */
 	bool		exhausted;		/* nothing due at the last claim */
 	List	   *secrets;		/* RoleSecret */
@@ -549,8 +552,9 @@ fill(DeliverRun *run, ServerRun *sr)
 
 /*
  * With a commit function, commit the outcomes recorded so far: soon after
- * the first, at once when nothing else is in flight or a quarter of a
- * server's slots wait for it.
+ * the first, at once when nothing else is in flight or an eighth of a
+ * server's slots wait for it (a slot is free again only once its outcome
+ * is committed).
  */
 static bool
 commit_due(DeliverRun *run)
@@ -564,7 +568,7 @@ commit_due(DeliverRun *run)
 	{
 		ServerRun  *sr = lfirst(lc);
 
-		if (sr->uncommitted > 0 && sr->uncommitted >= Max(1, sr->target->concurrency / 4))
+		if (sr->uncommitted > 0 && sr->uncommitted >= Max(1, sr->target->concurrency / 8))
 			return true;
 		flying |= sr->in_flight > 0;
 	}
@@ -649,8 +653,15 @@ commit_batch(DeliverRun *run)
 	foreach(lc, run->servers)
 	{
 		ServerRun  *sr = lfirst(lc);
+		TimestampTz now = GetCurrentTimestamp();
 
-		health_save(sr->target->server_name, &sr->health);
+		/* a success only moves last_success_at: not worth a write each time */
+		if (!sr->health.up ||
+			now >= sr->health_saved_at + HEALTH_SAVE_INTERVAL_MS * 1000)
+		{
+			health_save(sr->target->server_name, &sr->health);
+			sr->health_saved_at = now;
+		}
 		sr->uncommitted = 0;
 	}
 	queue_store_close(run->store);
