@@ -257,13 +257,84 @@ AS $$
   SELECT count(*) FROM requeued
 $$;
 
+-- Items restored from a dump, or carried over by pg_upgrade, name their
+-- server by its OID in the old database.  The first deliverer (and purge())
+-- in a database binds them to the server of the same name, service and
+-- person key here; a server of another service keeps them unbound.  Where
+-- that was done is kept below: not dumped, and pg_upgrade changes the
+-- system identifier, so a copy elsewhere looks again.
+CREATE TABLE campus_sync.items_bound_in (
+  system_identifier text NOT NULL,
+  database_oid      oid NOT NULL
+);
+REVOKE ALL ON campus_sync.items_bound_in FROM PUBLIC;
+
+CREATE FUNCTION campus_sync.bind_restored_items()
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  here record;
+  n bigint;
+  m bigint;
+BEGIN
+  SELECT c.system_identifier::text AS sysid, d.oid AS dboid INTO here
+  FROM pg_catalog.pg_control_system() c, pg_catalog.pg_database d
+  WHERE d.datname = pg_catalog.current_database();
+  IF EXISTS (SELECT 1 FROM campus_sync.items_bound_in b
+             WHERE b.system_identifier = here.sysid AND b.database_oid = here.dboid) THEN
+    RETURN 0;
+  END IF;
+  WITH servers AS (
+    SELECT s.oid, s.srvname::text AS name, o.service,
+           CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
+                ELSE 'unique_id' END AS key_field
+    FROM pg_catalog.pg_foreign_server s
+    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+    CROSS JOIN LATERAL (
+      SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
+             max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
+      FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o)
+  UPDATE campus_sync.queue_items q SET server_oid = s.oid
+  FROM servers s
+  WHERE q.server = s.name AND q.service = s.service AND q.key_field = s.key_field
+    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_server f WHERE f.oid = q.server_oid);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  WITH servers AS (
+    SELECT s.oid, s.srvname::text AS name, o.service,
+           CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
+                ELSE 'unique_id' END AS key_field
+    FROM pg_catalog.pg_foreign_server s
+    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+    CROSS JOIN LATERAL (
+      SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
+             max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
+      FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o)
+  UPDATE campus_sync.inbox i SET server_oid = s.oid
+  FROM servers s
+  WHERE i.server = s.name AND i.service = s.service AND i.key_field = s.key_field
+    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_server f WHERE f.oid = i.server_oid);
+  GET DIAGNOSTICS m = ROW_COUNT;
+  DELETE FROM campus_sync.items_bound_in;
+  INSERT INTO campus_sync.items_bound_in VALUES (here.sysid, here.dboid);
+  IF n + m > 0 THEN
+    RAISE NOTICE 'campus_sync: % queue items from another database bound to their servers by name', n + m;
+  END IF;
+  RETURN n + m;
+END $$;
+
+REVOKE ALL ON FUNCTION campus_sync.bind_restored_items() FROM PUBLIC;
+
 -- Deletes delivered items (they hold personal data) older than older_than,
--- and the items of servers that no longer exist.
+-- and the items of servers that no longer exist (left by a DROP SERVER with
+-- event triggers disabled).
 CREATE FUNCTION campus_sync.purge(older_than interval DEFAULT '7 days')
 RETURNS bigint
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+  SELECT campus_sync.bind_restored_items();  -- restored items are not orphans
   WITH servers AS (
     SELECT s.oid, s.srvname::text AS name FROM pg_catalog.pg_foreign_server s
     JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'

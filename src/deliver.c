@@ -803,6 +803,25 @@ purge_delivered(ServerRun *sr)
 		elog(ERROR, "could not purge delivered campus_sync queue items");
 }
 
+/*
+ * Items restored from a dump or carried over by pg_upgrade name their
+ * server by an OID of the old database: bound by name first (see
+ * campus_sync.bind_restored_items(), which looks once per database copy).
+ * Asked once per backend and installation of the extension.
+ */
+static void
+bind_restored_items(void)
+{
+	static Oid	asked_for = InvalidOid;
+	Oid			installation = queue_relation_oid("items_bound_in");
+
+	if (installation == asked_for)
+		return;
+	if (SPI_execute("SELECT campus_sync.bind_restored_items()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not bind restored campus_sync queue items");
+	asked_for = installation;
+}
+
 /* Lets go of every person this run holds (advisory locks outlive errors). */
 static void
 release_all(DeliverRun *run)
@@ -853,6 +872,7 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 	PG_TRY();
 	{
 		take_deliverer_lock();
+		bind_restored_items();
 		queue_buffer_flush();	/* this transaction's own queued items too */
 		run->store = queue_store_open();
 		foreach(lc, server_oids)

@@ -6,7 +6,10 @@ Items are written into 0.1's tables directly, as 0.1 left them: the library
 installed is always the newest, which expects the newest tables.
 """
 import difflib
+import json
+import os
 import re
+import subprocess
 import unittest
 
 from helpers import CLOUDCARD_PAT, MOCK_API, OPSCOM_TOKEN, connect, mock, query, scalar
@@ -161,3 +164,73 @@ class UpgradeChainTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RestoreTest(unittest.TestCase):
+    """pg_dump keeps the queue; restored into another database, where the
+    servers have other OIDs, the items are bound to the servers of the same
+    name, service and person key, and delivered."""
+
+    def test_a_restored_queue_is_delivered_and_not_purged(self):
+        mock("reset")
+        src = fresh_database("cs_it_restore_src")
+        query(src, "CREATE TABLE people (unique_id text PRIMARY KEY, first_name text, last_name text, email text);"
+                   "CREATE TRIGGER people_opscom AFTER INSERT OR UPDATE ON people FOR EACH ROW "
+                   "EXECUTE FUNCTION campus_sync.sync_trigger('opscom');"
+                   "INSERT INTO people SELECT 'R' || g, 'F', 'L', 'r' || g || '@campus.edu' "
+                   "FROM generate_series(1, 5) g;")
+        # one moved into queue_items by an earlier deliverer, four still in the inbox
+        query(src, "SELECT * FROM campus_sync.deliver(max_items => 1)")
+        mock("reset")
+        query(src, "INSERT INTO people VALUES ('R6', 'F', 'L', 'r6@campus.edu')")
+        query(src, "UPDATE campus_sync.queue_items SET state = 'pending' WHERE person_key = 'R1'")
+        dump = subprocess.run([os.environ["PG_BIN"] + "/pg_dump", "-d", "cs_it_restore_src"],
+                              check=True, capture_output=True, text=True).stdout
+        src.close()
+
+        admin = connect("postgres")
+        query(admin, 'DROP DATABASE IF EXISTS "cs_it_restore_dst" WITH (FORCE)')
+        query(admin, 'CREATE DATABASE "cs_it_restore_dst"')
+        restored = subprocess.run([os.environ["PG_BIN"] + "/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                   "-d", "cs_it_restore_dst"], input=dump, capture_output=True, text=True)
+        self.assertEqual(restored.returncode, 0, restored.stderr)
+        dst = connect("cs_it_restore_dst")
+        self.assertEqual(scalar(dst, "SELECT count(*) FROM campus_sync.queue WHERE state = 'pending'"), 6)
+        # purge() first: restored items are not orphans of a dropped server
+        self.assertEqual(scalar(dst, "SELECT campus_sync.purge()"), 0)
+        self.assertEqual(query(dst, "SELECT sum(delivered), sum(failed) FROM campus_sync.deliver()"), [(6, 0)])
+        sent = sorted(json.loads(r["body"])["unique_id"] for r in mock("requests")
+                      if r["path"].endswith("/profiles/push"))
+        self.assertEqual(sent, ["R1", "R2", "R3", "R4", "R5", "R6"])
+        dst.close()
+        query(admin, 'DROP DATABASE "cs_it_restore_dst" WITH (FORCE)')
+        query(admin, 'DROP DATABASE "cs_it_restore_src" WITH (FORCE)')
+        admin.close()
+
+    def test_restored_items_never_reach_a_server_of_another_service(self):
+        mock("reset")
+        src = fresh_database("cs_it_restore_src")
+        query(src, "SELECT campus_sync.enqueue('opscom', r) FROM (VALUES ('X1', 'F', 'L', 'x1@campus.edu')) "
+                   "r(unique_id, first_name, last_name, email)")
+        dump = subprocess.run([os.environ["PG_BIN"] + "/pg_dump", "-d", "cs_it_restore_src"],
+                              check=True, capture_output=True, text=True).stdout
+        src.close()
+        admin = connect("postgres")
+        query(admin, 'DROP DATABASE IF EXISTS "cs_it_restore_dst" WITH (FORCE)')
+        query(admin, 'CREATE DATABASE "cs_it_restore_dst"')
+        restored = subprocess.run([os.environ["PG_BIN"] + "/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                   "-d", "cs_it_restore_dst"], input=dump, capture_output=True, text=True)
+        self.assertEqual(restored.returncode, 0, restored.stderr)
+        dst = connect("cs_it_restore_dst")
+        # before anything binds the restored item, the server named opscom
+        # becomes a CloudCard server (the ALTER check cannot see an item
+        # that is not bound yet; binding refuses it instead)
+        query(dst, "ALTER SERVER opscom OPTIONS (SET service 'cloudcard', DROP login_source)")
+        query(dst, "ALTER USER MAPPING FOR PUBLIC SERVER opscom OPTIONS (DROP api_token, ADD auth_token 'x')")
+        self.assertEqual(query(dst, "SELECT sum(delivered), sum(failed) FROM campus_sync.deliver()"), [(0, 0)])
+        self.assertEqual(mock("requests"), [])
+        self.assertEqual(query(dst, "SELECT person_key, state FROM campus_sync.queue"), [("X1", "pending")])
+        dst.close()
+        query(admin, 'DROP DATABASE "cs_it_restore_dst" WITH (FORCE)')
+        query(admin, 'DROP DATABASE "cs_it_restore_src" WITH (FORCE)')
+        admin.close()
