@@ -257,6 +257,21 @@ AS $$
   SELECT count(*) FROM requeued
 $$;
 
+-- What each campus_sync server sends and keys people by: what a queue item
+-- must still match to be sent (see the event triggers and
+-- bind_restored_items()).
+CREATE VIEW campus_sync.server_bindings AS
+SELECT s.oid, s.srvname::text AS name, o.service,
+       CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
+            ELSE 'unique_id' END AS key_field
+FROM pg_catalog.pg_foreign_server s
+JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+CROSS JOIN LATERAL (
+  SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
+         max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
+  FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o;
+REVOKE ALL ON campus_sync.server_bindings FROM PUBLIC;
+
 -- Items restored from a dump, or carried over by pg_upgrade, name their
 -- server by its OID in the old database.  The first deliverer (and purge())
 -- in a database binds them to the server of the same name, service and
@@ -286,33 +301,13 @@ BEGIN
              WHERE b.system_identifier = here.sysid AND b.database_oid = here.dboid) THEN
     RETURN 0;
   END IF;
-  WITH servers AS (
-    SELECT s.oid, s.srvname::text AS name, o.service,
-           CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
-                ELSE 'unique_id' END AS key_field
-    FROM pg_catalog.pg_foreign_server s
-    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
-    CROSS JOIN LATERAL (
-      SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
-             max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
-      FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o)
   UPDATE campus_sync.queue_items q SET server_oid = s.oid
-  FROM servers s
+  FROM campus_sync.server_bindings s
   WHERE q.server = s.name AND q.service = s.service AND q.key_field = s.key_field
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_server f WHERE f.oid = q.server_oid);
   GET DIAGNOSTICS n = ROW_COUNT;
-  WITH servers AS (
-    SELECT s.oid, s.srvname::text AS name, o.service,
-           CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
-                ELSE 'unique_id' END AS key_field
-    FROM pg_catalog.pg_foreign_server s
-    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
-    CROSS JOIN LATERAL (
-      SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
-             max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
-      FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o)
   UPDATE campus_sync.inbox i SET server_oid = s.oid
-  FROM servers s
+  FROM campus_sync.server_bindings s
   WHERE i.server = s.name AND i.service = s.service AND i.key_field = s.key_field
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_server f WHERE f.oid = i.server_oid);
   GET DIAGNOSTICS m = ROW_COUNT;
@@ -336,8 +331,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT campus_sync.bind_restored_items();  -- restored items are not orphans
   WITH servers AS (
-    SELECT s.oid, s.srvname::text AS name FROM pg_catalog.pg_foreign_server s
-    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+    SELECT b.oid, b.name FROM campus_sync.server_bindings b
   ), gone AS (
     DELETE FROM campus_sync.queue_items q
     WHERE (q.state = 'delivered' AND q.delivered_at < now() - purge.older_than)
@@ -493,16 +487,9 @@ DECLARE
   waiting record;
 BEGIN
   FOR srv IN
-    SELECT s.oid, s.srvname, o.service,
-           CASE WHEN o.service = 'cloudcard' THEN coalesce(o.find_by, 'identifier')
-                ELSE 'unique_id' END AS key_field
+    SELECT b.oid, b.name AS srvname, b.service, b.key_field
     FROM pg_catalog.pg_event_trigger_ddl_commands() c
-    JOIN pg_catalog.pg_foreign_server s ON s.oid = c.objid
-    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
-    CROSS JOIN LATERAL (
-      SELECT max(t.option_value) FILTER (WHERE t.option_name = 'service') AS service,
-             max(t.option_value) FILTER (WHERE t.option_name = 'find_by') AS find_by
-      FROM pg_catalog.pg_options_to_table(s.srvoptions) t) o
+    JOIN campus_sync.server_bindings b ON b.oid = c.objid
     WHERE c.object_type = 'server'
   LOOP
     SELECT count(*) AS n, min(x.service) AS service, min(x.key_field) AS key_field INTO waiting
