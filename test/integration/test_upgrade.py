@@ -171,6 +171,28 @@ class RestoreTest(unittest.TestCase):
     servers have other OIDs, the items are bound to the servers of the same
     name, service and person key, and delivered."""
 
+    @staticmethod
+    def dump():
+        return subprocess.run([os.environ["PG_BIN"] + "/pg_dump", "-d", "cs_it_restore_src"],
+                              check=True, capture_output=True, text=True).stdout
+
+    def restore(self, dump):
+        """The dump loaded into a new database, as psql -f would."""
+        admin = connect("postgres")
+        query(admin, 'DROP DATABASE IF EXISTS "cs_it_restore_dst" WITH (FORCE)')
+        query(admin, 'CREATE DATABASE "cs_it_restore_dst"')
+        admin.close()
+        restored = subprocess.run([os.environ["PG_BIN"] + "/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                   "-d", "cs_it_restore_dst"], input=dump, capture_output=True, text=True)
+        self.assertEqual(restored.returncode, 0, restored.stderr)
+        return connect("cs_it_restore_dst")
+
+    def tearDown(self):
+        admin = connect("postgres")
+        query(admin, 'DROP DATABASE IF EXISTS "cs_it_restore_dst" WITH (FORCE)')
+        query(admin, 'DROP DATABASE IF EXISTS "cs_it_restore_src" WITH (FORCE)')
+        admin.close()
+
     def test_a_restored_queue_is_delivered_and_not_purged(self):
         mock("reset")
         src = fresh_database("cs_it_restore_src")
@@ -184,17 +206,10 @@ class RestoreTest(unittest.TestCase):
         mock("reset")
         query(src, "INSERT INTO people VALUES ('R6', 'F', 'L', 'r6@campus.edu')")
         query(src, "UPDATE campus_sync.queue_items SET state = 'pending' WHERE person_key = 'R1'")
-        dump = subprocess.run([os.environ["PG_BIN"] + "/pg_dump", "-d", "cs_it_restore_src"],
-                              check=True, capture_output=True, text=True).stdout
+        dump = self.dump()
         src.close()
 
-        admin = connect("postgres")
-        query(admin, 'DROP DATABASE IF EXISTS "cs_it_restore_dst" WITH (FORCE)')
-        query(admin, 'CREATE DATABASE "cs_it_restore_dst"')
-        restored = subprocess.run([os.environ["PG_BIN"] + "/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                                   "-d", "cs_it_restore_dst"], input=dump, capture_output=True, text=True)
-        self.assertEqual(restored.returncode, 0, restored.stderr)
-        dst = connect("cs_it_restore_dst")
+        dst = self.restore(dump)
         self.assertEqual(scalar(dst, "SELECT count(*) FROM campus_sync.queue WHERE state = 'pending'"), 6)
         # purge() first: restored items are not orphans of a dropped server
         self.assertEqual(scalar(dst, "SELECT campus_sync.purge()"), 0)
@@ -203,25 +218,15 @@ class RestoreTest(unittest.TestCase):
                       if r["path"].endswith("/profiles/push"))
         self.assertEqual(sent, ["R1", "R2", "R3", "R4", "R5", "R6"])
         dst.close()
-        query(admin, 'DROP DATABASE "cs_it_restore_dst" WITH (FORCE)')
-        query(admin, 'DROP DATABASE "cs_it_restore_src" WITH (FORCE)')
-        admin.close()
 
     def test_restored_items_never_reach_a_server_of_another_service(self):
         mock("reset")
         src = fresh_database("cs_it_restore_src")
         query(src, "SELECT campus_sync.enqueue('opscom', r) FROM (VALUES ('X1', 'F', 'L', 'x1@campus.edu')) "
                    "r(unique_id, first_name, last_name, email)")
-        dump = subprocess.run([os.environ["PG_BIN"] + "/pg_dump", "-d", "cs_it_restore_src"],
-                              check=True, capture_output=True, text=True).stdout
+        dump = self.dump()
         src.close()
-        admin = connect("postgres")
-        query(admin, 'DROP DATABASE IF EXISTS "cs_it_restore_dst" WITH (FORCE)')
-        query(admin, 'CREATE DATABASE "cs_it_restore_dst"')
-        restored = subprocess.run([os.environ["PG_BIN"] + "/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                                   "-d", "cs_it_restore_dst"], input=dump, capture_output=True, text=True)
-        self.assertEqual(restored.returncode, 0, restored.stderr)
-        dst = connect("cs_it_restore_dst")
+        dst = self.restore(dump)
         # before anything binds the restored item, the server named opscom
         # becomes a CloudCard server (the ALTER check cannot see an item
         # that is not bound yet; binding refuses it instead)
@@ -231,6 +236,3 @@ class RestoreTest(unittest.TestCase):
         self.assertEqual(mock("requests"), [])
         self.assertEqual(query(dst, "SELECT person_key, state FROM campus_sync.queue"), [("X1", "pending")])
         dst.close()
-        query(admin, 'DROP DATABASE "cs_it_restore_dst" WITH (FORCE)')
-        query(admin, 'DROP DATABASE "cs_it_restore_src" WITH (FORCE)')
-        admin.close()
