@@ -2,10 +2,21 @@
 
 \echo Use "ALTER EXTENSION campus_sync UPDATE TO '0.3'" to load this file. \quit
 
--- What 0.3 changes in SQL objects: the background worker.  The upgrade-chain
+-- What 0.3 changes in SQL objects: the background worker, and the claims'
+-- index.  The upgrade-chain
 -- test (test/integration/test_upgrade.py) proves that 0.1 updated through
 -- 0.2 with this file has the same catalog as a fresh 0.3.  Queued items are
 -- not touched.
+
+------------------------------------------------------------------------------
+-- The claims' index leads with the server: a claim for a server with
+-- nothing due walked every other server's waiting items (the worker claims
+-- for every server after each batch commit)
+------------------------------------------------------------------------------
+
+DROP INDEX campus_sync.queue_items_key;
+CREATE INDEX queue_items_key ON campus_sync.queue_items (server_oid, person_key)
+  WHERE state IN ('pending', 'retrying', 'invalid');
 
 ------------------------------------------------------------------------------
 -- retry() and retry_failed() wake the worker at their commit

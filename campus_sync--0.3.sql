@@ -120,8 +120,9 @@ CREATE INDEX queue_items_id ON campus_sync.queue_items USING brin (id);
 ALTER TABLE campus_sync.queue_items REPLICA IDENTITY FULL;
 
 -- a person's waiting items, for the engine's claims (coalescing, per-person
--- order).  One narrow column: every item moved from the inbox enters it.
-CREATE INDEX queue_items_key ON campus_sync.queue_items (person_key)
+-- order), server by server: a claim for one server never walks another's
+-- items.  Narrow: every item moved from the inbox enters it.
+CREATE INDEX queue_items_key ON campus_sync.queue_items (server_oid, person_key)
   WHERE state IN ('pending', 'retrying', 'invalid');
 -- delivered items by age, for purge() and the status view
 CREATE INDEX queue_items_delivered ON campus_sync.queue_items (server_oid, delivered_at)

@@ -218,7 +218,7 @@ queue_claim(QueueStore *store, Oid server_oid, ClaimCursor *cursor,
 			int64 *held, int nheld, int limit)
 {
 	Snapshot	snapshot;
-	ScanKeyData keys[1];
+	ScanKeyData keys[2];
 	int			nkeys = 0;
 	IndexScanDesc scan;
 	List	   *claimed = NIL;
@@ -231,8 +231,9 @@ queue_claim(QueueStore *store, Oid server_oid, ClaimCursor *cursor,
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 
+	server_scan_key(&keys[nkeys++], server_oid);
 	if (cursor->person_key)
-		ScanKeyEntryInitialize(&keys[nkeys++], 0, 1,
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, 2,
 							   cursor->inclusive ? BTGreaterEqualStrategyNumber : BTGreaterStrategyNumber,
 							   InvalidOid, C_COLLATION_OID,
 							   cursor->inclusive ? F_TEXT_GE : F_TEXT_GT,
@@ -348,15 +349,15 @@ bool
 queue_has_successor(QueueStore *store, Oid server_oid, const char *key, int64 id)
 {
 	Snapshot	snapshot;
-	ScanKeyData scankey;
+	ScanKeyData scankeys[2];
 	IndexScanDesc scan;
 	bool		found = false;
 
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	person_scan_key(&scankey, key);
-	scan = index_beginscan(store->rel, store->key_index, snapshot, 1, 0);
-	index_rescan(scan, &scankey, 1, NULL, 0);
+	person_scan_key(scankeys, server_oid, key);
+	scan = index_beginscan(store->rel, store->key_index, snapshot, 2, 0);
+	index_rescan(scan, scankeys, 2, NULL, 0);
 	while (!found && index_getnext_slot(scan, ForwardScanDirection, store->probe))
 		found = slot_int64(store, store->probe, COL_ID) > id &&
 			is_waiting(slot_text(store, store->probe, COL_STATE)) &&

@@ -158,6 +158,26 @@ find_columns(TupleDesc desc, const char *const *names, int n, AttrNumber *attnum
 }
 
 /*
+ * The claims scan queue_items_key by (server_oid, person_key), as 0.3 made
+ * it; an older catalog's index (person_key) would be read wrongly.
+ */
+static void
+check_key_index(Relation index)
+{
+	Form_pg_index form = index->rd_index;
+
+	if (form->indnatts != 2 ||
+		form->indkey.values[0] != shape.attnum[COL_SERVER_OID] ||
+		form->indkey.values[1] != shape.attnum[COL_PERSON_KEY])
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("campus_sync.queue_items_key is not an index on (server_oid, person_key)"),
+				 errdetail("The extension's SQL objects are older than its library (version %s).",
+						   EXTVERSION),
+				 errhint("Run ALTER EXTENSION campus_sync UPDATE;")));
+}
+
+/*
  * Builds the shape from the opened queue table.  A previous shape is
  * dropped without touching its slots: after an aborted use their buffer
  * pins were released with the resource owner.
@@ -194,6 +214,8 @@ build_shape(Relation rel)
 
 		qi->oid = RelationGetRelid(index);
 		qi->info = BuildIndexInfo(index);
+		if (qi->oid == shape.key_index_oid)
+			check_key_index(index);
 		if (qi->info->ii_Predicate != NIL)
 			qi->predicate = ExecPrepareQual(qi->info->ii_Predicate, shape.estate);
 		index_close(index, NoLock);
@@ -385,10 +407,19 @@ update_row(QueueStore *store, ItemPointer tid)
 
 /* The scan key of the key index for one person. */
 void
-person_scan_key(ScanKey key, const char *person_key)
+person_scan_key(ScanKey keys, Oid server_oid, const char *person_key)
+{
+	server_scan_key(&keys[0], server_oid);
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(person_key));
+}
+
+/* The first key of a scan of queue_items_key (server_oid, person_key). */
+void
+server_scan_key(ScanKey key, Oid server_oid)
 {
 	ScanKeyEntryInitialize(key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(person_key));
+						   InvalidOid, F_OIDEQ, ObjectIdGetDatum(server_oid));
 }
 
 /*

@@ -92,7 +92,9 @@ extern char *slot_text(QueueStore *store, TupleTableSlot *slot, QueueColumn col)
 extern int64 slot_int64(QueueStore *store, TupleTableSlot *slot, QueueColumn col);
 extern void copy_found_to_row(QueueStore *store);
 extern void update_row(QueueStore *store, ItemPointer tid);
-extern void person_scan_key(ScanKey key, const char *person_key);
+/* keys of a scan of queue_items_key (server_oid, person_key) */
+extern void server_scan_key(ScanKey key, Oid server_oid);
+extern void person_scan_key(ScanKey keys, Oid server_oid, const char *person_key);
 extern void note_commit_lsn(TupleTableSlot *slot, XLogRecPtr *max_lsn);
 
 /* queue_claim.c: the deliverer's side */

@@ -121,9 +121,11 @@ woken(void *arg)
 
 /*
  * One cycle: if the extension is there and the server is not a standby,
- * deliver until nothing is due (or CYCLE_MAX_SECONDS pass).
+ * deliver until nothing is due (or CYCLE_MAX_SECONDS pass).  Returns
+ * whether it sent anything: then more may be due (the cycle ran out of
+ * time), and the next cycle starts at once.
  */
-static void
+static bool
 run_cycle(void)
 {
 	CycleState	cycle = {0};
@@ -131,11 +133,12 @@ run_cycle(void)
 	List	   *counts;
 	ListCell   *lc;
 	int64		delivered = 0;
+	int64		sent = 0;
 
 	if (RecoveryInProgress())
 	{
 		become(WORKER_STANDBY);
-		return;
+		return false;
 	}
 
 	(void) worker_state_take_wake();	/* this cycle looks at everything */
@@ -148,7 +151,7 @@ run_cycle(void)
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		become(WORKER_WAITING_FOR_EXTENSION);
-		return;
+		return false;
 	}
 	become(WORKER_IDLE);
 	worker_state_set(WORKER_DELIVERING);
@@ -158,7 +161,12 @@ run_cycle(void)
 		elog(ERROR, "SPI_connect failed");
 	counts = deliver_run(target_all_servers(), CYCLE_MAX_SECONDS, 0, false, &hooks);
 	foreach(lc, counts)
-		delivered += ((DeliverCounts *) lfirst(lc))->delivered;
+	{
+		DeliverCounts *c = lfirst(lc);
+
+		delivered += c->delivered;
+		sent += c->delivered + c->retried + c->failed;
+	}
 	SPI_finish();
 	if (cycle.snapshot_pushed)
 		PopActiveSnapshot();
@@ -167,6 +175,7 @@ run_cycle(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 	worker_state_set(WORKER_IDLE);
 	worker_state_cycle_ended(delivered);
+	return sent > 0;
 }
 
 /* An error ends the cycle: logged, kept for the view, cleaned up. */
@@ -244,6 +253,7 @@ campus_sync_worker_main(Datum arg)
 	for (;;)
 	{
 		volatile bool failed = false;
+		volatile bool busy = false;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -254,7 +264,7 @@ campus_sync_worker_main(Datum arg)
 
 		PG_TRY();
 		{
-			run_cycle();
+			busy = run_cycle();
 		}
 		PG_CATCH();
 		{
@@ -266,7 +276,7 @@ campus_sync_worker_main(Datum arg)
 
 		if (failed)
 			pause_after_error();
-		else
+		else if (!busy)
 			sleep_until_woken();
 	}
 }
