@@ -121,8 +121,7 @@ typedef struct DeliverRun
 	int64		started;
 	TimestampTz deadline;
 	bool		mover;			/* this transaction moves the inbox */
-	DeliverCommitFunc commit;	/* NULL: one transaction, the caller's */
-	void	   *commit_arg;
+	const DeliverHooks *hooks;	/* NULL: one transaction, the caller's */
 	List	   *ended;			/* (server, person lock) of uncommitted outcomes */
 	TimestampTz first_uncommitted;
 	bool		pushed_snapshot;	/* an active snapshot of ours, after a commit */
@@ -373,7 +372,7 @@ hold_until_commit(DeliverRun *run, DeliverItem *item)
 	HeldPerson *p;
 	MemoryContext old;
 
-	if (run->commit == NULL)
+	if (run->hooks == NULL)
 	{
 		/* the item's row lock holds the person until the caller commits */
 		queue_person_unlock(item->server->target->server_oid, item->person_lock);
@@ -562,7 +561,7 @@ commit_due(DeliverRun *run)
 	ListCell   *lc;
 	bool		flying = false;
 
-	if (run->commit == NULL || run->ended == NIL)
+	if (run->hooks == NULL || run->ended == NIL)
 		return false;
 	foreach(lc, run->servers)
 	{
@@ -670,7 +669,7 @@ commit_batch(DeliverRun *run)
 		PopActiveSnapshot();
 	run->pushed_snapshot = false;
 
-	run->commit(run->commit_arg);
+	run->hooks->commit(run->hooks->arg);
 
 	release_ended(run);
 	drop_claimed(run);
@@ -716,6 +715,22 @@ report_progress(DeliverRun *run, TimestampTz started_at)
 					delivered, retried, failed, seconds, seconds > 0 ? delivered / seconds : 0)));
 }
 
+/*
+ * New items came (the worker was woken): servers that had nothing due are
+ * asked again.
+ */
+static void
+look_again_if_woken(DeliverRun *run)
+{
+	ListCell   *lc;
+
+	if (run->hooks == NULL || run->hooks->woken == NULL ||
+		!run->hooks->woken(run->hooks->arg))
+		return;
+	foreach(lc, run->servers)
+		((ServerRun *) lfirst(lc))->exhausted = false;
+}
+
 static void
 run_loop(DeliverRun *run, bool report)
 {
@@ -732,6 +747,7 @@ run_loop(DeliverRun *run, bool report)
 		bool		busy = false;
 
 		CHECK_FOR_INTERRUPTS();
+		look_again_if_woken(run);
 		foreach(lc, run->servers)
 		{
 			ServerRun  *sr = lfirst(lc);
@@ -848,13 +864,13 @@ release_all(DeliverRun *run)
  * deliver_run
  *		Delivers due items of the given servers until nothing is due, the
  *		time is up or max_items (0: no limit) have been started.  The caller
- *		has connected to SPI.  commit (may be NULL) commits the current
- *		transaction and starts a new one.  Returns a DeliverCounts per
- *		server.
+ *		has connected to SPI.  hooks (may be NULL) commit the current
+ *		transaction and start a new one, and tell when new items came.
+ *		Returns a DeliverCounts per server.
  */
 List *
 deliver_run(List *server_oids, double max_seconds, int64 max_items,
-			bool report_progress, DeliverCommitFunc commit, void *commit_arg)
+			bool report_progress, const DeliverHooks *hooks)
 {
 	/* outlives the transactions a commit function ends */
 	MemoryContext mcxt = AllocSetContextCreate(TopMemoryContext, "campus_sync deliver",
@@ -866,8 +882,7 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 	run->mcxt = mcxt;
 	run->max_items = max_items;
 	run->deadline = GetCurrentTimestamp() + (int64) (max_seconds * USECS_PER_SEC);
-	run->commit = commit;
-	run->commit_arg = commit_arg;
+	run->hooks = hooks;
 
 	PG_TRY();
 	{
