@@ -182,6 +182,7 @@ def delivery(conns, server, items, rounds, deliverers=DELIVERERS):
             conn = conns.get(variant, conns["bench"])
             sql(conn, "DROP TRIGGER IF EXISTS sync ON people")
             sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.target_health")
+            # all before the items are committed: the worker starts at that commit
             sql(conn, "VACUUM ANALYZE campus_sync.queue_items")
             arrivals = Arrivals()
             conn.autocommit = False
@@ -222,7 +223,8 @@ def worker_drains(conn, server, items, arrivals, committed):
 
 
 def wait_for_worker(conn):
-    """The worker starts with the cluster, before bench_worker exists."""
+    """The worker starts with the cluster, before bench_worker exists, and
+    tries again every 5 s."""
     deadline = time.monotonic() + 60
     while not sql(conn, "SELECT running FROM campus_sync.worker")[0][0]:
         assert time.monotonic() < deadline, sql(conn, "SELECT * FROM campus_sync.worker")
@@ -232,8 +234,9 @@ def wait_for_worker(conn):
 def worker_latency(conn, commits):
     """Commit to request on an idle cluster: single-row UPDATEs through the
     sync trigger to the zero-latency remote, committed one by one, 20-50 ms
-    apart, each waited for.  Arrival is nginx's $msec (when it logged the
-    request) less $request_time; both clocks are this machine's."""
+    apart, each waited for.  From just before the COMMIT to the arrival:
+    nginx's $msec (when it logged the request) less $request_time; both
+    clocks are this machine's."""
     sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.target_health")
     sql(conn, "CREATE TRIGGER sync AFTER UPDATE ON people FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('fast')")
     arrivals, latencies = Arrivals(), []
