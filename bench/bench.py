@@ -9,11 +9,15 @@ noisy, and absolute numbers move with them.
   2. delivery: deliver() and deliver_batches() draining the queue, 20 ms
      remote at concurrency 32 (bound 1,600/s) and a zero-latency remote;
      nothing may be lost
-  3. sync_trigger: single-row UPDATE rate (pgbench) and a 100,000-row UPDATE,
+  3. the background worker (it serves database bench_worker, a copy of
+     bench): its delivery rate against deliver() and deliver_batches() in
+     bench, the same items, interleaved; and its commit-to-request latency
+  4. sync_trigger: single-row UPDATE rate (pgbench) and a 100,000-row UPDATE,
      against no trigger and a hand-written PL/pgSQL outbox trigger
 """
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -29,6 +33,9 @@ FAST = f"http://127.0.0.1:{os.environ['NGINX_FAST']}"
 SLOW = f"http://127.0.0.1:{os.environ['NGINX_SLOW']}"
 ACCESS_LOG = os.path.join(RUN_DIR, "nginx", "access.log")
 ROUNDS = 2 if QUICK else 5
+LATENCY_COMMITS = 50 if QUICK else 200
+ONLY = os.environ.get("BENCH_ONLY")
+assert ONLY in (None, "delivery", "worker"), f"BENCH_ONLY={ONLY}: delivery or worker"
 PGBENCH_SECONDS = 5 if QUICK else 10
 PEOPLE = 100_000
 
@@ -92,9 +99,23 @@ def timed(conn, statement):
     return time.monotonic() - started, rows
 
 
-def access_log_lines():
-    with open(ACCESS_LOG, "rb") as f:
-        return sum(1 for _ in f)
+class Arrivals:
+    """The requests the remote logged since this was made.  Read
+    incrementally: polling it every few ms costs only what is new."""
+
+    def __init__(self):
+        self.log = open(ACCESS_LOG, "rb")
+        self.log.seek(0, os.SEEK_END)
+        self.partial, self.count = b"", 0
+
+    def new(self):
+        *lines, self.partial = (self.partial + self.log.read()).split(b"\n")
+        self.count += len(lines)
+        return lines
+
+    def total(self):
+        self.new()
+        return self.count
 
 
 def use_trigger(conn, variant):
@@ -133,29 +154,47 @@ def calibration():
 
 # -- 2. delivery ----------------------------------------------------------------
 
+def calling(statement):
+    """A deliverer that is a call: timed from its start to its return."""
+    def deliver(conn, server, items, arrivals, committed):
+        seconds, _ = timed(conn, statement.format(server=server))
+        return seconds
+    return deliver
+
+
 DELIVERERS = {
-    "deliver()": "SELECT sum(delivered) FROM campus_sync.deliver('{server}', max_seconds => 600)",
-    "deliver_batches()": "CALL campus_sync.deliver_batches('{server}', max_seconds => 600)",
+    "deliver()": calling("SELECT sum(delivered) FROM campus_sync.deliver('{server}', max_seconds => 600)"),
+    "deliver_batches()": calling("CALL campus_sync.deliver_batches('{server}', max_seconds => 600)"),
 }
 
 
-def delivery(conn, server, items, rounds):
-    """deliver() and deliver_batches() (commits as it goes), interleaved,
-    draining `items` queued people; returns ({variant: rates}, lost)."""
-    rates, lost = {v: [] for v in DELIVERERS}, 0
+def delivered_count(conn):
+    return sql(conn, "SELECT count(*) FROM campus_sync.queue_items WHERE state = 'delivered'")[0][0]
+
+
+def delivery(conns, server, items, rounds, deliverers=DELIVERERS):
+    """Each deliverer, interleaved, draining `items` people queued (and
+    committed) in its database, conns[deliverer] (default: bench);
+    returns ({deliverer: rates}, lost)."""
+    rates, lost = {v: [] for v in deliverers}, 0
     for _ in range(rounds):
-        for variant, statement in DELIVERERS.items():
+        for variant, deliver in deliverers.items():
+            conn = conns.get(variant, conns["bench"])
             sql(conn, "DROP TRIGGER IF EXISTS sync ON people")
             sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.target_health")
+            # all before the items are committed: the worker starts at that commit
+            sql(conn, "VACUUM ANALYZE campus_sync.queue_items")
+            arrivals = Arrivals()
+            conn.autocommit = False
             sql(conn, f"SELECT count(campus_sync.enqueue('{server}', p)) FROM people p WHERE unique_id IN "
                       f"(SELECT 'U' || g FROM generate_series(1, {items}) g)")
-            sql(conn, "VACUUM ANALYZE campus_sync.queue_items")
-            before = access_log_lines()
-            seconds, _ = timed(conn, statement.format(server=server))
-            delivered = sql(conn, "SELECT count(*) FROM campus_sync.queue_items WHERE state = 'delivered'")[0][0]
-            received = access_log_lines() - before
+            committed = time.monotonic()
+            conn.commit()
+            conn.autocommit = True
+            seconds = deliver(conn, server, items, arrivals, committed)
+            delivered = delivered_count(conn)
             waiting = sql(conn, "SELECT count(*) FROM campus_sync.queue_items WHERE state <> 'delivered'")[0][0]
-            lost += (items - delivered) + abs(received - items) + waiting
+            lost += (items - delivered) + abs(arrivals.total() - items) + waiting
             rates[variant].append(delivered / seconds)
     return rates, lost
 
@@ -168,7 +207,96 @@ def synchronous_push(conn, server, items):
     return items / seconds
 
 
-# -- 3. sync_trigger ----------------------------------------------------------
+# -- 3. the background worker ---------------------------------------------------
+
+def worker_drains(conn, server, items, arrivals, committed):
+    """The worker's time: from the COMMIT that queued the items until all are
+    delivered (their outcomes committed).  Until every request has reached
+    the remote only its log is read (every 20 ms, nearly free); the queue
+    is counted only then."""
+    deadline = committed + 600
+    while arrivals.total() < items and time.monotonic() < deadline:
+        time.sleep(0.02)
+    while delivered_count(conn) < items and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return time.monotonic() - committed
+
+
+def wait_for_worker(conn):
+    """The worker starts with the cluster, before bench_worker exists, and
+    tries again every 5 s."""
+    deadline = time.monotonic() + 60
+    while not sql(conn, "SELECT running FROM campus_sync.worker")[0][0]:
+        assert time.monotonic() < deadline, sql(conn, "SELECT * FROM campus_sync.worker")
+        time.sleep(0.1)
+
+
+def worker_latency(conn, commits):
+    """Commit to request on an idle cluster: single-row UPDATEs through the
+    sync trigger to the zero-latency remote, committed one by one, 20-50 ms
+    apart, each waited for.  From just before the COMMIT to the arrival:
+    nginx's $msec (when it logged the request) less $request_time; both
+    clocks are this machine's."""
+    sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.target_health")
+    sql(conn, "CREATE TRIGGER sync AFTER UPDATE ON people FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('fast')")
+    arrivals, latencies = Arrivals(), []
+    conn.autocommit = False
+    for i in range(1, commits + 1):
+        time.sleep(random.uniform(0.02, 0.05))
+        sql(conn, "UPDATE people SET last_name = last_name || 'x' WHERE unique_id = %s", (f"U{i}",))
+        before = time.time()
+        conn.commit()
+        deadline, lines = time.monotonic() + 5, []
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.002)
+            lines = arrivals.new()
+        if len(lines) == 1:  # else lost, or a stray request: counted below
+            msec, request_time = lines[0].split()[:2]
+            latencies.append((float(msec) - float(request_time) - before) * 1000)
+    conn.autocommit = True
+    sql(conn, "DROP TRIGGER sync ON people")
+    lost = (commits - delivered_count(conn)) + abs(arrivals.total() - commits) + (commits - len(latencies))
+    return latencies, lost
+
+
+def worker_figures(conn, worker_conn):
+    conns = {"bench": conn, "worker": worker_conn}
+    deliverers = {"worker": worker_drains, **DELIVERERS}
+    wait_for_worker(worker_conn)
+    rounds = max(2, ROUNDS - 2)
+    slow, slow_lost = delivery(conns, "slow", 16_000, rounds, deliverers)
+    fast, fast_lost = delivery(conns, "fast", PEOPLE, rounds, deliverers)
+    latencies, latency_lost = worker_latency(worker_conn, LATENCY_COMMITS)
+    errors = sql(worker_conn, "SELECT last_error FROM campus_sync.worker WHERE last_error IS NOT NULL")
+
+    out("### Background worker (database bench_worker; deliver() in database bench, same items, interleaved)")
+    out()
+    out("Timed from the COMMIT that queued the items (worker) or from the call (deliver(), deliver_batches()) "
+        "until all are delivered.")
+    out()
+    out("| remote | items | worker/s | deliver()/s | deliver_batches()/s | worker / deliver() "
+        "| worker / deliver_batches() | lost |")
+    out("|---|---|---|---|---|---|---|---|")
+    for name, items, rates, lost in (("20 ms", 16_000, slow, slow_lost), ("zero latency", PEOPLE, fast, fast_lost)):
+        m = {v: median(r) for v, r in rates.items()}
+        out(f"| {name} | {items:,} | {m['worker']:,.0f} | {m['deliver()']:,.0f} | {m['deliver_batches()']:,.0f} "
+            f"| {m['worker'] / m['deliver()']:.3f} | {m['worker'] / m['deliver_batches()']:.3f} | {lost} |")
+    out()
+    p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98]
+    out(f"Commit to request (zero-latency remote, idle cluster, {len(latencies)} single-row UPDATE commits "
+        f"20-50 ms apart): median {median(latencies):.1f} ms, p99 {p99:.1f} ms, max {max(latencies):.1f} ms; "
+        f"lost {latency_lost}.")
+    out()
+    out("Raw rounds: " + "; ".join(f"{name} {v} {', '.join(f'{x:,.0f}' for x in rates[v])}"
+                                   for name, rates in (("20 ms", slow), ("zero latency", fast))
+                                   for v in deliverers))
+    if errors:
+        out()
+        out(f"The worker's last error: {errors[0][0]}")
+    out()
+
+
+# -- 4. sync_trigger ----------------------------------------------------------
 
 def pgbench_tps():
     script = os.path.join(RUN_DIR, "update.sql")
@@ -203,28 +331,12 @@ def bulk_update_seconds(conn):
     return secs
 
 
-def main():
-    admin = connect("postgres")
-    sql(admin, "DROP DATABASE IF EXISTS bench")
-    sql(admin, "CREATE DATABASE bench")
-    conn = connect()
-    sql(conn, SETUP)
-    sql(conn, "VACUUM ANALYZE")
-
-    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
-                         capture_output=True, text=True).stdout.strip()
-    out(f"## campus_sync benchmarks, {date.today().isoformat()}")
-    out()
-    out(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
-        f"PostgreSQL 15, default settings but shared_buffers 1GB, max_wal_size 8GB, autovacuum off "
-        f"(tables vacuumed between runs). Medians of {ROUNDS} interleaved rounds.")
-    out()
-
+def delivery_figures(conn):
     cal = calibration()
     out("### Delivery (deliver(), one backend, concurrency 32)")
     out()
-    slow_rates, slow_lost = delivery(conn, "slow", 16_000, max(2, ROUNDS - 2))
-    fast_rates, fast_lost = delivery(conn, "fast", PEOPLE, max(2, ROUNDS - 2))
+    slow_rates, slow_lost = delivery({"bench": conn}, "slow", 16_000, max(2, ROUNDS - 2))
+    fast_rates, fast_lost = delivery({"bench": conn}, "fast", PEOPLE, max(2, ROUNDS - 2))
     sync_rate = synchronous_push(conn, "slow", 500)
     slow, fast = slow_rates["deliver()"], fast_rates["deliver()"]
     out("| remote | deliveries/s | baseline in the same run | ratio | lost |")
@@ -245,8 +357,8 @@ def main():
                                    for v in DELIVERERS))
     out()
 
-    if os.environ.get("BENCH_ONLY") == "delivery":
-        return
+
+def sync_trigger_figures(conn):
     out("### sync_trigger")
     out()
     tps = trigger_rates(conn)
@@ -262,6 +374,36 @@ def main():
     out()
     out("Raw rounds: " + "; ".join(f"{v} tps {', '.join(f'{x:,.0f}' for x in tps[v])}" for v in TRIGGERS)
         + "; " + "; ".join(f"{v} bulk s {', '.join(f'{x:.2f}' for x in secs[v])}" for v in TRIGGERS))
+
+
+def main():
+    admin = connect("postgres")
+    sql(admin, "DROP DATABASE IF EXISTS bench")
+    sql(admin, "CREATE DATABASE bench")
+    conn = connect()
+    sql(conn, SETUP)
+    sql(conn, "VACUUM ANALYZE")
+    # the worker's database: the same servers, tables and statistics
+    conn.close()
+    sql(admin, "CREATE DATABASE bench_worker TEMPLATE bench")
+    conn, worker_conn = connect(), connect("bench_worker")
+
+    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                         capture_output=True, text=True).stdout.strip()
+    out(f"## campus_sync benchmarks, {date.today().isoformat()}")
+    out()
+    out(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
+        f"PostgreSQL 15, default settings but shared_buffers 1GB, max_wal_size 8GB, autovacuum off "
+        f"(tables vacuumed between runs); campus_sync preloaded, its worker serving database bench_worker "
+        f"only. Medians of {ROUNDS} interleaved rounds.")
+    out()
+
+    if ONLY != "worker":
+        delivery_figures(conn)
+    if ONLY != "delivery":
+        worker_figures(conn, worker_conn)
+    if ONLY is None:
+        sync_trigger_figures(conn)
     conn.close()
 
 

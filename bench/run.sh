@@ -4,7 +4,8 @@
 # starts a throwaway cluster tuned only to keep checkpoints out of the way,
 # and prints every figure as a ratio to a baseline measured in the same run.
 # Usage: bench/run.sh [--quick]   (results also go to bench/results.md;
-#        BENCH_ONLY=delivery runs only the delivery figures)
+#        BENCH_ONLY=delivery runs only the delivery figures, BENCH_ONLY=worker
+#        only the background worker's)
 set -euo pipefail
 . "$(dirname "$0")/../test/lib.sh"
 trap 'cs_cleanup' EXIT
@@ -25,7 +26,10 @@ sed -e "s|@DIR@|$RUN_DIR/nginx|g" -e "s|@FAST@|$NGINX_FAST|g" -e "s|@SLOW@|$NGIN
 nginx -c "$RUN_DIR/nginx/nginx.conf"
 NGINX_PID=$(cat "$RUN_DIR/nginx/nginx.pid")
 
+# The worker serves bench_worker only, a database of its own: the
+# deliver() figures, measured in database bench, never share it.
 cs_start_cluster "shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" \
-  "autovacuum = off" "max_connections = 50"
+  "autovacuum = off" "max_connections = 50" \
+  "shared_preload_libraries = 'campus_sync'" "campus_sync.database = 'bench_worker'"
 export PGHOST PGPORT PGUSER RUN_DIR NGINX_FAST NGINX_SLOW
 "$SYS_PYTHON" "$CS_ROOT/bench/bench.py" "$@" | tee "$CS_ROOT/bench/results.md"
