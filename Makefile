@@ -26,7 +26,9 @@ OBJS = \
 	src/health.o \
 	src/deliver.o \
 	src/deliver_sql.o \
-	src/trigger_check.o
+	src/trigger_check.o \
+	src/worker_state.o \
+	src/worker.o
 
 # every install and upgrade script: ALTER EXTENSION ... UPDATE walks the chain
 DATA = $(wildcard campus_sync--*.sql)

@@ -1,4 +1,5 @@
--- The main job: a trigger queues every change; deliver() sends the queue
+-- The main job: a trigger queues every change; the background worker sends
+-- each one as soon as its transaction commits
 \set QUIET on
 \pset footer off
 \echo
@@ -20,12 +21,19 @@ COMMIT;
 BEGIN;
 UPDATE people SET first_name = 'Never' WHERE banner_id = 'B00010004';
 ROLLBACK;                                                             -- rolled back: nothing queued
-SELECT id, server, person_key, state, attempts FROM campus_sync.queue ORDER BY id;
 
-\echo '== 6. deliver() sends what is due (pg_cron, an ETL job or the worker would call it)'
-SELECT * FROM campus_sync.deliver();
+\echo '== 6. the background worker sent them at the commit: no deliver() call, no cron job'
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP          -- at most 10 s; it takes milliseconds
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM campus_sync.queue
+                          WHERE state IN ('pending', 'in_flight', 'retrying'));
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
 SELECT id, server, person_key, state, last_http_status, remote_id, delivered_at IS NOT NULL AS delivered
 FROM campus_sync.queue ORDER BY id;
+SELECT running, state, delivered, last_error FROM campus_sync.worker;
 
 \echo '== 7. is my sync healthy?'
 SELECT server, up, pending, in_flight, retrying, failed, invalid, delivered_last_hour

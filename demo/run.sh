@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The demo: a sample people table synced to both mock APIs, first with a
 # DBA's ad hoc SELECT (synchronous push), then the main job: a trigger on
-# the table queues each change, deliver() sends the queue.  Installs what
-# it needs, builds, starts a throwaway cluster and the mock APIs, cleans up.
+# the table queues each change, the background worker sends it at commit.
+# Installs what it needs, builds, starts a throwaway cluster (campus_sync
+# preloaded, its worker serving the database demo) and the mock APIs,
+# cleans up.
 set -euo pipefail
 . "$(dirname "$0")/../test/lib.sh"
 trap cs_cleanup EXIT
-cs_setup >/dev/null
+cs_setup "shared_preload_libraries = 'campus_sync'" "campus_sync.database = 'demo'" >/dev/null
 
 received() {   # what the mock APIs received since the last call
   "$SYS_PYTHON" - "$MOCK_CONTROL" "$1" <<'PY'
@@ -31,5 +33,5 @@ cs_log "what the mock APIs received"
 received "$start"
 start=$(seq_now)
 run_sql 3_trigger_and_queue.sql
-cs_log "what the mock APIs received from deliver()"
+cs_log "what the mock APIs received from the background worker"
 received "$start"

@@ -39,7 +39,7 @@ GRANT INSERT, UPDATE ON cs_priv_people TO cs_priv_writer;
 GRANT USAGE ON FOREIGN SERVER cs_priv_opscom, cs_priv_cloudcard TO cs_priv_etl;
 GRANT EXECUTE ON FUNCTION campus_sync.deliver(name, double precision, integer) TO cs_priv_etl;
 GRANT EXECUTE ON PROCEDURE campus_sync.deliver_batches(name, double precision, integer) TO cs_priv_etl;
-GRANT SELECT ON campus_sync.queue, campus_sync.status TO cs_priv_monitor;
+GRANT SELECT ON campus_sync.queue, campus_sync.status, campus_sync.worker TO cs_priv_monitor;
 GRANT EXECUTE ON FUNCTION campus_sync.retry(bigint), campus_sync.retry_failed(name),
                           campus_sync.purge(interval) TO cs_priv_admin_ops;
 -- the ETL role has a user mapping of its own (the same secret): its owner may read it
@@ -145,7 +145,9 @@ INSERT INTO cs_priv_actions VALUES
                    WHEN bool_or(umoptions IS NOT NULL) THEN 'some'
                    ELSE 'none' END
       FROM pg_user_mappings WHERE srvname LIKE 'cs\_priv\_%'$q$, NULL),
-  (26, 'SELECT pg_user_mapping (catalog)', $q$SELECT NULL::text FROM pg_catalog.pg_user_mapping LIMIT 1$q$, NULL);
+  (26, 'SELECT pg_user_mapping (catalog)', $q$SELECT NULL::text FROM pg_catalog.pg_user_mapping LIMIT 1$q$, NULL),
+  (27, 'SELECT campus_sync.worker', $q$SELECT format('running %s', running) FROM campus_sync.worker$q$, NULL),
+  (28, 'wake_worker()', $q$SELECT NULL::text FROM campus_sync.wake_worker()$q$, NULL);
 
 CREATE TEMP TABLE cs_priv_matrix (role_ord int, action_ord int, result text);
 -- role after role, action after action: the order the mock sees is fixed

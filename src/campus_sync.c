@@ -15,6 +15,8 @@
 #include "cloudcard_auth.h"
 #include "http.h"
 #include "queue_buffer.h"
+#include "worker.h"
+#include "worker_state.h"
 
 PG_MODULE_MAGIC;
 
@@ -38,5 +40,29 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("campus_sync.database",
+							   gettext_noop("The database whose queue the campus_sync background worker delivers."),
+							   gettext_noop("Takes effect at server start; the worker runs only when campus_sync is in shared_preload_libraries."),
+							   &campus_sync_database,
+							   "postgres",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("campus_sync.poll_interval",
+							gettext_noop("How often the campus_sync background worker looks for due retries."),
+							gettext_noop("New items wake it at their commit; retries and probes of a target that is down wait for this."),
+							&campus_sync_poll_interval_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("campus_sync");
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		worker_state_request_shmem();
+		/* pg_upgrade's servers deliver nothing */
+		if (!IsBinaryUpgrade)
+			worker_register();
+	}
 }

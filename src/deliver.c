@@ -15,13 +15,14 @@
  *	  Without a commit function, everything happens in the caller's
  *	  transaction (deliver()): results become visible at its commit, and if
  *	  it aborts, everything it sent is sent again later (at least once).
- *	  With one (deliver_batches(), the worker), outcomes are committed as
- *	  they come, in small batches, while other requests are in flight: a
- *	  request's slot stays taken until its outcome is committed, so an
+ *	  With one (deliver_batches(), the worker), the outcomes that came in
+ *	  are committed at once, together, while other requests are in flight:
+ *	  a request's slot stays taken until its outcome is committed, so an
  *	  interruption resends at most `concurrency` items per server.  The
- *	  persons in flight stay held across those commits by their advisory
- *	  locks (queue_claim.c), and their rows are locked again when their
- *	  outcomes are written.  While a deliverer holds items it holds the campus_sync
+ *	  persons claimed or in flight stay held across those commits by their
+ *	  advisory locks (queue_claim.c); their rows are locked again, in the
+ *	  transaction of the moment, when a request starts and when its outcome
+ *	  is written.  While a deliverer holds items it holds the campus_sync
  *	  deliverer lock, which is how the queue view tells that they are in
  *	  flight.
  *
@@ -55,8 +56,6 @@
 
 #define PROGRESS_INTERVAL_S 5
 #define POLL_MS 100
-/* with a commit function: commit outcomes at least this often */
-#define COMMIT_INTERVAL_MS 20
 /* ... and save the target's health with them at most this often */
 #define HEALTH_SAVE_INTERVAL_MS 1000
 
@@ -83,7 +82,9 @@ typedef struct DeliverItem
 	char	   *key_field;
 	int			attempts;
 	bool		probe;
-	bool		unlocked;		/* a commit ended its row lock (see complete_item) */
+	/* the run's commit generations of its row locks (see still_locked) */
+	uint64		locked_gen;		/* of the item's row */
+	uint64		claimed_gen;	/* of the superseded items' rows */
 	/* the person's older items this one supersedes, removed when it ends */
 	int			nsuperseded;
 	ItemPointerData *superseded_tids;
@@ -121,10 +122,9 @@ typedef struct DeliverRun
 	int64		started;
 	TimestampTz deadline;
 	bool		mover;			/* this transaction moves the inbox */
-	DeliverCommitFunc commit;	/* NULL: one transaction, the caller's */
-	void	   *commit_arg;
+	const DeliverHooks *hooks;	/* NULL: one transaction, the caller's */
 	List	   *ended;			/* (server, person lock) of uncommitted outcomes */
-	TimestampTz first_uncommitted;
+	uint64		generation;		/* commits so far: row locks older are gone */
 	bool		pushed_snapshot;	/* an active snapshot of ours, after a commit */
 } DeliverRun;
 
@@ -184,6 +184,7 @@ new_item(DeliverRun *run, ServerRun *sr, ClaimedItem *c)
 	item->service = MemoryContextStrdup(cxt, c->service);
 	item->key_field = MemoryContextStrdup(cxt, c->key_field);
 	item->attempts = c->attempts;
+	item->locked_gen = item->claimed_gen = run->generation;
 	item->nsuperseded = c->nsuperseded;
 	item->superseded_tids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * Max(1, c->nsuperseded));
 	item->superseded_ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(1, c->nsuperseded));
@@ -373,7 +374,7 @@ hold_until_commit(DeliverRun *run, DeliverItem *item)
 	HeldPerson *p;
 	MemoryContext old;
 
-	if (run->commit == NULL)
+	if (run->hooks == NULL)
 	{
 		/* the item's row lock holds the person until the caller commits */
 		queue_person_unlock(item->server->target->server_oid, item->person_lock);
@@ -384,11 +385,26 @@ hold_until_commit(DeliverRun *run, DeliverItem *item)
 
 	p->server_oid = item->server->target->server_oid;
 	p->person_lock = item->person_lock;
-	if (run->ended == NIL)
-		run->first_uncommitted = GetCurrentTimestamp();
 	run->ended = lappend(run->ended, p);
 	item->server->uncommitted++;
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Is the row at tid, which this run locked in generation *gen, locked by
+ * the current transaction?  A batch commit ended the locks of earlier
+ * generations (the persons stay held by their advisory locks): the row is
+ * locked again, unless it changed meanwhile (retried, removed) — then false.
+ */
+static bool
+still_locked(DeliverRun *run, uint64 *gen, ItemPointer tid)
+{
+	if (*gen == run->generation)
+		return true;
+	if (!queue_relock(run->store, tid))
+		return false;
+	*gen = run->generation;
+	return true;
 }
 
 /* Records what became of an item whose job has ended, and frees it. */
@@ -402,7 +418,7 @@ complete_item(DeliverRun *run, DeliverItem *item)
 	dlist_delete(&item->node);
 	judge(sr, item, &outcome);
 	hold_until_commit(run, item);
-	if (item->unlocked && !queue_relock(run->store, &item->tid))
+	if (!still_locked(run, &item->locked_gen, &item->tid))
 	{
 		/* someone changed the row while the request was out: theirs stands */
 		MemoryContextDelete(item->mcxt);
@@ -410,7 +426,8 @@ complete_item(DeliverRun *run, DeliverItem *item)
 	}
 	queue_record(run->store, &item->tid, &outcome);
 	for (int i = 0; i < item->nsuperseded; i++)
-		if (!item->unlocked || queue_relock(run->store, &item->superseded_tids[i]))
+		if (item->claimed_gen == run->generation ||
+			queue_relock(run->store, &item->superseded_tids[i]))
 			queue_remove(run->store, &item->superseded_tids[i]);
 
 	/* a later item of this person may be due now that this one is done */
@@ -485,15 +502,27 @@ stopping(DeliverRun *run)
 		(run->max_items > 0 && run->started >= run->max_items);
 }
 
+/*
+ * The next claimed item whose row is still as claimed (locked again after
+ * a batch commit); one that changed since is let go, to be claimed anew if
+ * it is still due.  NULL when no claimed item is left.
+ */
 static DeliverItem *
 next_claimed(DeliverRun *run, ServerRun *sr)
 {
-	DeliverItem *item = linitial(sr->claimed);
-	MemoryContext old = MemoryContextSwitchTo(run->mcxt);
+	while (sr->claimed != NIL)
+	{
+		DeliverItem *item = linitial(sr->claimed);
+		MemoryContext old = MemoryContextSwitchTo(run->mcxt);
 
-	sr->claimed = list_delete_first(sr->claimed);
-	MemoryContextSwitchTo(old);
-	return item;
+		sr->claimed = list_delete_first(sr->claimed);
+		MemoryContextSwitchTo(old);
+		if (still_locked(run, &item->locked_gen, &item->tid))
+			return item;
+		queue_person_unlock(sr->target->server_oid, item->person_lock);
+		MemoryContextDelete(item->mcxt);
+	}
+	return NULL;
 }
 
 /* Claims up to twice the concurrency more (within max_items). */
@@ -527,7 +556,8 @@ fill(DeliverRun *run, ServerRun *sr)
 			return;
 		if (sr->claimed == NIL && claim(run, sr, 1) == 0)
 			return;				/* nothing to probe with */
-		probe = next_claimed(run, sr);
+		if ((probe = next_claimed(run, sr)) == NULL)
+			return;				/* the next cycle probes */
 		probe->probe = true;
 		start_item(run, probe);
 		return;
@@ -535,9 +565,13 @@ fill(DeliverRun *run, ServerRun *sr)
 
 	while (sr->in_flight + sr->uncommitted < sr->target->concurrency && !stopping(run))
 	{
+		DeliverItem *item;
+
 		if (sr->claimed == NIL && claim_more(run, sr) == 0)
 			return;
-		start_item(run, next_claimed(run, sr));
+		if ((item = next_claimed(run, sr)) == NULL)
+			continue;			/* every one had changed: claim again */
+		start_item(run, item);
 		if (!sr->health.up)
 			return;				/* it just went down */
 	}
@@ -551,29 +585,15 @@ fill(DeliverRun *run, ServerRun *sr)
 }
 
 /*
- * With a commit function, commit the outcomes recorded so far: soon after
- * the first, at once when nothing else is in flight or an eighth of a
- * server's slots wait for it (a slot is free again only once its outcome
- * is committed).
+ * With commit hooks, the outcomes that came in are committed at once,
+ * together: a slot is free again only once its outcome is committed, so
+ * waiting for more would leave slots idle.  (The commits batch themselves:
+ * while one runs, more outcomes come in for the next.)
  */
 static bool
 commit_due(DeliverRun *run)
 {
-	ListCell   *lc;
-	bool		flying = false;
-
-	if (run->commit == NULL || run->ended == NIL)
-		return false;
-	foreach(lc, run->servers)
-	{
-		ServerRun  *sr = lfirst(lc);
-
-		if (sr->uncommitted > 0 && sr->uncommitted >= Max(1, sr->target->concurrency / 8))
-			return true;
-		flying |= sr->in_flight > 0;
-	}
-	return !flying ||
-		GetCurrentTimestamp() >= run->first_uncommitted + COMMIT_INTERVAL_MS * 1000;
+	return run->hooks != NULL && run->ended != NIL;
 }
 
 static void
@@ -591,58 +611,22 @@ release_ended(DeliverRun *run)
 	run->ended = NIL;
 }
 
-/* Lets go of the items claimed and not started: they are claimed anew. */
+/* After a commit, servers that had nothing due are asked again. */
 static void
-drop_claimed(DeliverRun *run)
+look_again(DeliverRun *run)
 {
 	ListCell   *lc;
 
 	foreach(lc, run->servers)
-	{
-		ServerRun  *sr = lfirst(lc);
-		ListCell   *ic;
-
-		foreach(ic, sr->claimed)
-		{
-			DeliverItem *item = lfirst(ic);
-
-			queue_person_unlock(sr->target->server_oid, item->person_lock);
-			MemoryContextDelete(item->mcxt);
-		}
-		list_free(sr->claimed);
-		sr->claimed = NIL;
-		sr->exhausted = false;
-		sr->cursor.person_key = NULL;
-	}
-}
-
-/*
- * A commit ended the row locks of the items in flight.  Their persons stay
- * held (advisory locks); each row is locked again when its outcome is
- * written, once, rather than all of them at every commit.  Until then the
- * queue view shows them pending.
- */
-static void
-mark_flying_unlocked(DeliverRun *run)
-{
-	ListCell   *lc;
-
-	foreach(lc, run->servers)
-	{
-		ServerRun  *sr = lfirst(lc);
-		dlist_iter	iter;
-
-		dlist_foreach(iter, &sr->flying)
-			dlist_container(DeliverItem, node, iter.cur)->unlocked = true;
-	}
+		((ServerRun *) lfirst(lc))->exhausted = false;
 }
 
 static void take_deliverer_lock(void);
 
 /*
  * Commits the outcomes recorded so far and goes on in a new transaction:
- * the persons whose outcomes are now durable are let go, the ones in
- * flight stay held (their advisory locks outlive the transaction).
+ * the persons whose outcomes are now durable are let go, the ones claimed
+ * or in flight stay held (their advisory locks outlive the transaction).
  */
 static void
 commit_batch(DeliverRun *run)
@@ -670,10 +654,11 @@ commit_batch(DeliverRun *run)
 		PopActiveSnapshot();
 	run->pushed_snapshot = false;
 
-	run->commit(run->commit_arg);
+	run->hooks->commit(run->hooks->arg);
 
+	run->generation++;			/* the row locks went with the transaction */
 	release_ended(run);
-	drop_claimed(run);
+	look_again(run);
 	run->mover = false;			/* its lock went with the transaction */
 	take_deliverer_lock();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -681,7 +666,6 @@ commit_batch(DeliverRun *run)
 	old = MemoryContextSwitchTo(run->mcxt);		/* not the loop's context */
 	run->store = queue_store_open();
 	MemoryContextSwitchTo(old);
-	mark_flying_unlocked(run);
 }
 
 static bool
@@ -716,6 +700,18 @@ report_progress(DeliverRun *run, TimestampTz started_at)
 					delivered, retried, failed, seconds, seconds > 0 ? delivered / seconds : 0)));
 }
 
+/*
+ * New items came (the worker was woken): servers that had nothing due are
+ * asked again.
+ */
+static void
+look_again_if_woken(DeliverRun *run)
+{
+	if (run->hooks != NULL && run->hooks->woken != NULL &&
+		run->hooks->woken(run->hooks->arg))
+		look_again(run);
+}
+
 static void
 run_loop(DeliverRun *run, bool report)
 {
@@ -732,6 +728,7 @@ run_loop(DeliverRun *run, bool report)
 		bool		busy = false;
 
 		CHECK_FOR_INTERRUPTS();
+		look_again_if_woken(run);
 		foreach(lc, run->servers)
 		{
 			ServerRun  *sr = lfirst(lc);
@@ -848,13 +845,13 @@ release_all(DeliverRun *run)
  * deliver_run
  *		Delivers due items of the given servers until nothing is due, the
  *		time is up or max_items (0: no limit) have been started.  The caller
- *		has connected to SPI.  commit (may be NULL) commits the current
- *		transaction and starts a new one.  Returns a DeliverCounts per
- *		server.
+ *		has connected to SPI.  hooks (may be NULL) commit the current
+ *		transaction and start a new one, and tell when new items came.
+ *		Returns a DeliverCounts per server.
  */
 List *
 deliver_run(List *server_oids, double max_seconds, int64 max_items,
-			bool report_progress, DeliverCommitFunc commit, void *commit_arg)
+			bool report_progress, const DeliverHooks *hooks)
 {
 	/* outlives the transactions a commit function ends */
 	MemoryContext mcxt = AllocSetContextCreate(TopMemoryContext, "campus_sync deliver",
@@ -866,8 +863,7 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 	run->mcxt = mcxt;
 	run->max_items = max_items;
 	run->deadline = GetCurrentTimestamp() + (int64) (max_seconds * USECS_PER_SEC);
-	run->commit = commit;
-	run->commit_arg = commit_arg;
+	run->hooks = hooks;
 
 	PG_TRY();
 	{

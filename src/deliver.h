@@ -24,11 +24,20 @@ typedef struct DeliverCounts
 	int64		failed;
 } DeliverCounts;
 
-/* Commits the current transaction and starts the next one. */
-typedef void (*DeliverCommitFunc) (void *arg);
+/*
+ * What a caller that commits as it goes gives the engine (deliver() gives
+ * none: everything happens in its transaction).
+ */
+typedef struct DeliverHooks
+{
+	/* commits the current transaction and starts the next one */
+	void		(*commit) (void *arg);
+	/* may be NULL: true when new items may have come (look again) */
+	bool		(*woken) (void *arg);
+	void	   *arg;
+} DeliverHooks;
 
 extern List *deliver_run(List *server_oids, double max_seconds, int64 max_items,
-						 bool report_progress, DeliverCommitFunc commit,
-						 void *commit_arg);
+						 bool report_progress, const DeliverHooks *hooks);
 
 #endif							/* CAMPUS_SYNC_DELIVER_H */

@@ -88,7 +88,7 @@ campus_sync_deliver(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	counts = deliver_run(args.servers, args.max_seconds, args.max_items, true, NULL, NULL);
+	counts = deliver_run(args.servers, args.max_seconds, args.max_items, true, NULL);
 
 	/* the counts live in SPI's memory, which SPI_finish() frees */
 	foreach(lc, counts)
@@ -204,6 +204,7 @@ campus_sync_deliver_batches(PG_FUNCTION_ARGS)
 	CallContext *call = (CallContext *) fcinfo->context;
 	DeliverArgs args;
 	BatchIdentity id;
+	DeliverHooks hooks = {commit_batch, NULL, &id};
 	List	   *volatile counts = NIL;
 
 	if (call == NULL || !IsA(call, CallContext) || call->atomic)
@@ -224,7 +225,7 @@ campus_sync_deliver_batches(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		counts = deliver_run(args.servers, args.max_seconds, args.max_items, true,
-							 commit_batch, &id);
+							 &hooks);
 	}
 	PG_FINALLY();
 	{

@@ -27,6 +27,7 @@
 #include "utils/snapmgr.h"
 
 #include "inbox.h"
+#include "worker_state.h"
 
 typedef enum InboxColumn
 {
@@ -187,6 +188,7 @@ inbox_put(QueueRow *row)
 	table_tuple_insert(rel, shape.slots[0], GetCurrentCommandId(true), 0, NULL);
 	ExecClearTuple(shape.slots[0]);
 	table_close(rel, NoLock);
+	worker_wake_at_commit();
 	return id;
 }
 
@@ -217,6 +219,7 @@ inbox_put_many(QueueRow *rows, int n)
 	FreeBulkInsertState(bistate);
 	MemoryContextDelete(batch_cxt);
 	table_close(rel, NoLock);
+	worker_wake_at_commit();
 }
 
 static char *
