@@ -126,7 +126,11 @@ scan() {
     if grep -E "$CRASH_RE" <<<"$log" | grep -q -v -E "$BGW_END_RE"; then
       found=1
       echo "---- server processes that crashed, in $name:"
-      grep -E -A1 "$CRASH_RE" <<<"$log" | grep -v -E "$BGW_END_RE"
+      # each with the line after it (the query it was running)
+      awk -v lines="$(grep -n -E "$CRASH_RE" <<<"$log" | grep -v -E "$BGW_END_RE" | cut -d: -f1)" '
+        BEGIN { n = split(lines, l, "\n"); for (i = 1; i <= n; i++) crashed[l[i]] = 1 }
+        crashed[NR] { print; after = 1; next }
+        after { print; print "--"; after = 0 }' <<<"$log"
     fi
   done
   return $found

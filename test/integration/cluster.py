@@ -153,7 +153,7 @@ class Cluster:
             return
         with open(f"/proc/{self.postmaster_pid()}/cmdline", "rb") as f:
             argv0 = f.read().split(b"\0")[0].decode()
-        if argv0 != SERVER_WRAPPER:
+        if os.path.realpath(argv0) != os.path.realpath(SERVER_WRAPPER):
             raise RuntimeError(f"cluster {self.name} runs {argv0}, not the sanitizers' wrapper")
 
     def stop(self, mode="fast", timeout=60):
