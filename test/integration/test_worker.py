@@ -302,6 +302,15 @@ class WorkerWakeTest(WorkerClusterCase):
     NAME = "worker-wake"
     CONF = ("campus_sync.poll_interval = '10min'",)
 
+    def settled_cycle(self):
+        """last_cycle_at once it stays put for half a second (a reload or a
+        commit of the test before may just have woken the worker)."""
+        def unchanged():
+            before = wait_worker(self.conn, state="idle")["last_cycle_at"]
+            time.sleep(0.5)
+            return (before,) if worker(self.conn)["last_cycle_at"] == before else None
+        return wait_for(unchanged, 10, what="the worker to settle")[0]
+
     def test_a_committed_trigger_write_is_delivered_without_deliver(self):
         """An INSERT into a table with the sync trigger, committed, reaches the
         remote with the exact body, no deliver() called; the worker counts it."""
@@ -319,10 +328,7 @@ class WorkerWakeTest(WorkerClusterCase):
     def test_a_rolled_back_transaction_sends_nothing_and_does_not_wake_the_worker(self):
         """A rollback neither sends nor wakes: last_cycle_at stays; a commit
         right after (the control) moves it."""
-        settled = wait_worker(self.conn, state="idle")
-        time.sleep(0.3)
-        cycle = worker(self.conn)["last_cycle_at"]
-        self.assertEqual(cycle, settled["last_cycle_at"], "the worker ran a cycle while nothing happened")
+        cycle = self.settled_cycle()
         writer = self.cluster.connect(self.DB, autocommit=False)
         self.addCleanup(writer.close)
         query(writer, "INSERT INTO people VALUES ('R1', 'Rolled', 'Back', 'r1@campus.edu')")
@@ -422,6 +428,18 @@ class WorkerVisibilityTest(WorkerClusterCase):
         waits = query(self.conn, "SELECT wait_event_type, datname FROM pg_stat_activity WHERE pid = %s",
                       (row["pid"],))
         self.assertEqual(waits, [("Extension", self.DB)])
+
+    def test_a_delivering_worker_says_so(self):
+        """While a request is in flight: state 'delivering' in the view, query
+        'delivering' in pg_stat_activity; idle again after it."""
+        before = worker(self.conn)["delivered"]
+        mock("behave", path_prefix=PUSH_PATH, delay_ms=2000, count=1)
+        query(self.conn, "INSERT INTO people VALUES ('Q1', 'Que', 'Ry', 'q1@campus.edu')")
+        pid = wait_worker(self.conn, 5, state="delivering")["pid"]
+        self.assertEqual(query(self.conn, "SELECT state, query FROM pg_stat_activity WHERE pid = %s", (pid,)),
+                         [("active", "delivering")])
+        wait_worker(self.conn, 10, state="idle", delivered=before + 1)
+        self.assertEqual(states(self.conn), {"delivered": 1})
 
     def test_last_cycle_at_and_delivered_advance_with_a_delivery(self):
         """A delivery moves last_cycle_at forward and adds to delivered."""
@@ -796,7 +814,9 @@ class WorkerStandbyTest(unittest.TestCase):
         self.assertEqual(resent(counts), 0)
         row = worker(standby)
         self.assertEqual((row["pid"], row["running"]), (pid, True), "the worker was restarted")
-        self.assertEqual(error_lines(self.standby.log_since()), [])
+        log = self.standby.log_since()
+        self.assertEqual(error_lines(log), [])
+        self.assertEqual(log.count("hot standby; idle until it is promoted"), 1, "logged once, not per poll")
 
 
 # ===================================================================================
@@ -856,8 +876,9 @@ class WorkerExtensionLifecycleTest(unittest.TestCase):
         pid = wait_worker(self.conn, running=True, state="idle")["pid"]
         mark = self.cluster.log_size()
         query(self.conn, "DROP EXTENSION campus_sync CASCADE")   # the servers and the trigger too
-        time.sleep(1.5)
-        self.assertEqual(self.worker_activity(), (pid, "Extension"))
+        time.sleep(1.5)                                     # 7 polls without the extension
+        wait_for(lambda: self.worker_activity() == (pid, "Extension"), 5,
+                 what=f"the worker {pid} waiting idle; pg_stat_activity: {self.worker_activity()}")
         self.assertEqual(error_lines(self.cluster.log_since(mark)), [])
         install_campus_sync(self.conn, PEOPLE_TRIGGER)
         self.assert_delivers("AGAIN1")
