@@ -274,11 +274,19 @@ class WorkerClusterCase(unittest.TestCase):
                        f"no progress for {stall} s" if now - moved > stall else
                        f"timed out after {timeout} s" if now > deadline else None)
             if problem:
-                self.fail(f"{what}: {problem} at {progress()}; the server log ends with:\n"
-                          f"{self.cluster.log_tail(15)}")
+                self.fail(f"{what}: {problem} at {progress()}; {self.crash_report()}")
             if progress() != last:
                 last, moved = progress(), now
             time.sleep(0.2)
+
+    def crash_report(self):
+        """The server log's end, once the postmaster has logged a crash
+        (it may take a moment after a connection broke)."""
+        try:
+            wait_for(lambda: "terminated by signal" in self.log(), 5, what="the crash in the log")
+        except AssertionError:
+            pass
+        return "the server log ends with:\n" + self.cluster.log_tail(8)
 
     def sql_on_new_connection(self, sql):
         """Runs sql on a connection of its own (a clean-up that must not
@@ -558,6 +566,34 @@ class WorkerLoadTest(WorkerClusterCase):
         self.assertEqual(states(self.conn), {"delivered": 2000})
         self.assertGreater(by_worker, 0, "the worker delivered nothing: no concurrency was tested")
         self.assertLess(by_worker, 2000, "the client delivered nothing: no concurrency was tested")
+
+    def test_vacuum_of_the_queue_beside_the_worker_is_harmless(self):
+        """10,000 people queued; VACUUM and ANALYZE of campus_sync.queue_items
+        every half second while the worker delivers them (what autovacuum
+        does to a busy queue; VACUUM summarizes the BRIN index's ranges):
+        the same worker delivers every item, once."""
+        people = add_people(self.conn, 10000, "Y")
+        pid = self.worker_pid()
+        maintenance = self.cluster.connect(self.DB)
+        self.addCleanup(maintenance.close)
+        rounds = 0
+        while states(self.conn).get("delivered", 0) < 10000:
+            try:
+                query(maintenance, "VACUUM campus_sync.queue_items")
+                query(maintenance, "ANALYZE campus_sync.queue_items")
+                rounds += 1
+                alive = activity_pids(self.conn) == [pid]
+            except psycopg2.Error:       # the server reinitialised: a crash
+                alive = False
+            if not alive:
+                self.fail(f"the worker is gone after {rounds} VACUUMs; {self.crash_report()}")
+            self.assertLess(rounds, 240, f"not delivered in 2 minutes: {states(self.conn)}")
+            time.sleep(0.5)
+        print(f"\n    {rounds} VACUUMs and ANALYZEs while the worker delivered", end=" ")
+        counts = sent_keys(pushes())
+        self.assertEqual(set(counts), people)
+        self.assertEqual(resent(counts), 0)
+        self.assertEqual(states(self.conn), {"delivered": 10000})
 
     def test_memory_stays_bounded_over_100000_deliveries(self):
         """100,000 deliveries to a fast remote: the worker's private memory
