@@ -843,7 +843,10 @@ class WorkerStandbyTest(unittest.TestCase):
         self.primary.stop("immediate")
         self.standby.promote()
         mock("up")
+        promoted = time.monotonic()
         final = wait_delivered(standby, 100, 90)
+        print(f"\n    promoted: 100 delivered {time.monotonic() - promoted:.1f} s later (the old primary "
+              f"had marked the remote down: its probe schedule applies)", end=" ")
         self.assertEqual(final, {"delivered": 100})
         counts = sent_keys(r for r in pushes() if r["status"] == 200)
         self.assertEqual(set(counts), people)
