@@ -125,6 +125,32 @@ class Cluster:
         self.configure(self._own_settings() + self.conf)
         return self
 
+    def upgrade_from(self, old):
+        """pg_upgrade of old (stopped) into this cluster (initialised, not
+        running), the same binaries; pg_upgrade starts both servers itself,
+        in binary-upgrade mode, not through the sanitizers' wrapper.
+        Returns pg_upgrade's output."""
+        done = subprocess.run(["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_upgrade",
+                               "-b", PG_BIN, "-B", PG_BIN, "-d", old.data, "-D", self.data,
+                               "-p", str(old.port), "-P", str(self.port), "-s", self.base,
+                               "-U", "postgres", "--retain", "--no-sync"],
+                              cwd=self.base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=300)     # cwd: pg_upgrade writes files there
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_upgrade failed ({done.returncode}):\n{done.stdout}")
+        return done.stdout
+
+    def server_logs_of_upgrade(self):
+        """The server logs pg_upgrade kept (--retain: under
+        pg_upgrade_output.d)."""
+        text = ""
+        for root, _, files in os.walk(self.data):
+            for name in files:
+                if name.endswith("server.log") or name == "pg_upgrade_server.log":
+                    with open(os.path.join(root, name), errors="replace") as f:
+                        text += f.read()
+        return text
+
     def configure(self, lines):
         """Appends lines to postgresql.conf (a later line wins); they take
         effect at the next start, or reload for reloadable ones."""

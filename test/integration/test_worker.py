@@ -860,6 +860,54 @@ class WorkerStandbyTest(unittest.TestCase):
 
 # ===================================================================================
 
+class WorkerBinaryUpgradeTest(unittest.TestCase):
+    """pg_upgrade starts both servers in binary-upgrade mode, preloads and
+    all: no worker may run then."""
+    DB = "cs_worker"
+
+    @classmethod
+    def setUpClass(cls):
+        if os.path.exists(os.path.join(os.environ["RUN_DIR"], "server-bin", "postgres")):
+            raise unittest.SkipTest("pg_upgrade starts its servers without the sanitizers' wrapper")
+        conf = [PRELOAD, f"campus_sync.database = '{cls.DB}'", "campus_sync.poll_interval = '200ms'"]
+        cls.old = Cluster("worker-upgrade-old", conf)
+        cls.addClassCleanup(cls.old.destroy)
+        cls.new = Cluster("worker-upgrade-new", conf)
+        cls.addClassCleanup(cls.new.destroy)
+        cls.old.init()
+        cls.old.start()
+        create_database(cls.DB, PEOPLE, **cls.old.conninfo).close()
+
+    def test_pg_upgrade_starts_no_worker_and_the_upgraded_cluster_delivers(self):
+        """5 items pending (queued while the remote was down), the old
+        cluster stopped, the remote up, pg_upgrade: nothing is sent while it
+        runs and its servers' logs show no worker; the new cluster, started,
+        delivers the 5 once each."""
+        mock("reset")
+        conn = self.old.wait_connect(self.DB)
+        mock("down")
+        people = add_people(conn, 5, "G")
+        conn.close()
+        self.old.stop("fast")
+        mock("up")
+        self.new.init()
+        self.new.upgrade_from(self.old)
+        self.assertEqual(requests_total(), 0, "sent during pg_upgrade")
+        logs = self.new.server_logs_of_upgrade()
+        self.assertIn("ready to accept connections", logs, "not the upgrade's server logs")
+        self.assertNotIn("campus_sync worker", logs)
+        self.new.start()
+        conn = self.new.wait_connect(self.DB)
+        self.addCleanup(conn.close)
+        final = wait_delivered(conn, 5, 60)
+        self.assertEqual(final, {"delivered": 5})
+        counts = sent_keys(r for r in pushes() if r["status"] == 200)
+        self.assertEqual(set(counts), people)
+        self.assertEqual(resent(counts), 0)
+
+
+# ===================================================================================
+
 class WorkerExtensionLifecycleTest(unittest.TestCase):
     """The worker of a database (campus_sync.database's default, postgres)
     where campus_sync is created after it started, dropped, created again.
