@@ -19,8 +19,10 @@ may not read the caller's cwd), as test/lib.sh runs them.
 Under test/sanitize.sh the suites' server is started through a wrapper,
 $RUN_DIR/server-bin/postgres, that puts the sanitizer runtimes into the
 server's environment; when it exists these clusters start through it too
-(pg_ctl -p; a restart reuses it through postmaster.opts), and sanitize.sh
-scans every *.log under $RUN_DIR, these server logs included.
+(pg_ctl -p; a restart reuses it through postmaster.opts; start() and
+restart() check that the postmaster runs it), and sanitize.sh scans every
+server log, these too (cs_server_logs in test/lib.sh: $RUN_DIR/postgres.log
+and every *.log under $RUN_DIR/clusters/).
 
 destroy() stops the server with -m immediate and removes the data directory;
 the log is kept for sanitize.sh's scan (cs_cleanup removes $RUN_DIR).  An
