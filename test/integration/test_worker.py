@@ -751,9 +751,10 @@ class WorkerCrashTest(WorkerClusterCase):
         took = wait_gone(pid, 10)
         again = time.monotonic()
         new = self.wait_new_worker(pid, 30)
-        print(f"\n    SIGTERM: exited in {took:.2f} s; new worker (pid {new}) after "
-              f"{time.monotonic() - again:.1f} s", end=" ")
+        came_back = time.monotonic() - again
+        print(f"\n    SIGTERM: exited in {took:.2f} s; new worker (pid {new}) after {came_back:.1f} s", end=" ")
         self.assertLess(took, 1.0)
+        self.assertLess(came_back, 15, "not restarted by the postmaster within ~10 s")
         final = wait_delivered(self.conn, 5, 30)
         self.assertEqual(final, {"delivered": 5})
         self.assertEqual(set(sent_keys(r for r in pushes() if r["status"] == 200)), people)
