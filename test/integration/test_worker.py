@@ -398,22 +398,36 @@ class WorkerWakeTest(WorkerClusterCase):
         wait_delivered(self.conn, 50, 10)
 
     def test_a_retry_waits_for_the_poll_and_a_reloaded_poll_interval_applies(self):
-        """A 503 with Retry-After 1 is not retried while the poll is 10 minutes
-        and nothing wakes the worker; after ALTER SYSTEM SET poll_interval =
-        '200ms' and pg_reload_conf() it is, within seconds, no restart."""
+        """A 503 with Retry-After 1 is not retried within 3 s while the poll is
+        10 minutes and nothing wakes the worker.  After ALTER SYSTEM SET
+        poll_interval = '200ms' and pg_reload_conf() (no restart), a second
+        such 503 is retried within seconds with nothing waking the worker
+        (the reload's own wake may have sent the first one)."""
         pid = self.worker_pid()
-        mock("behave", path_prefix=PUSH_PATH, status=503, retry_after=1, count=1)
         try:
-            query(self.conn, "INSERT INTO people VALUES ('P1', 'Poll', 'Ed', 'p1@campus.edu')")
-            wait_for(lambda: states(self.conn).get("retrying") == 1, 10, what="the item retrying")
+            first = self.retry_after_503("P1")
             time.sleep(3)
-            self.assertEqual([r["status"] for r in pushes()], [503], "retried before any poll or wake")
+            self.assertEqual([r["status"] for r in pushes(first)], [], "retried before any poll or wake")
             self.set_poll_interval("200ms")
-            wait_for(lambda: states(self.conn).get("delivered") == 1, 5, what="the retry after the reload")
-            self.assertEqual([r["status"] for r in pushes()], [503, 200])
+            wait_for(lambda: states(self.conn).get("delivered") == 1, 5, what="P1's retry after the reload")
+            self.assertEqual(scalar(self.conn, "SHOW campus_sync.poll_interval"), "200ms")
+            second = self.retry_after_503("P2")
+            wait_for(lambda: states(self.conn).get("delivered") == 2, 5, what="P2's retry, polled")
+            self.assertEqual([(r["json"]["unique_id"], r["status"]) for r in pushes(second)], [("P2", 200)])
             self.assertEqual(self.worker_pid(), pid)
         finally:
             self.set_poll_interval(None)
+
+    def retry_after_503(self, unique_id):
+        """Queues unique_id, which the remote answers once with 503 and
+        Retry-After: 1; returns the mock's seq of that answer, once the item
+        waits to be retried."""
+        mock("behave", path_prefix=PUSH_PATH, status=503, retry_after=1, count=1)
+        query(self.conn, "INSERT INTO people VALUES (%s, 'Poll', 'Ed', 'p@campus.edu')", (unique_id,))
+        wait_for(lambda: states(self.conn).get("retrying") == 1, 10, what=f"{unique_id} retrying")
+        [answer] = [r for r in pushes() if r["json"]["unique_id"] == unique_id]
+        self.assertEqual(answer["status"], 503)
+        return answer["seq"]
 
 
 class WorkerVisibilityTest(WorkerClusterCase):
