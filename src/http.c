@@ -18,6 +18,7 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/pmsignal.h"
 #include "utils/wait_event.h"
 
 #include "http.h"
@@ -445,7 +446,8 @@ check_multi(CURLMcode rc)
  * http_wait
  *		Lets the transfers progress, waiting up to timeout_ms for one to
  *		finish.  Returns the number that finished (see http_next_done).
- *		A signal (query cancel) ends the wait early.
+ *		A signal (query cancel) ends the wait early; postmaster death ends
+ *		the process.
  */
 int
 http_wait(int timeout_ms)
@@ -462,6 +464,11 @@ http_wait(int timeout_ms)
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
 		check_multi(curl_multi_poll(multi, NULL, 0, timeout_ms, NULL));
 		pgstat_report_wait_end();
+		/* the worker, or a long deliver(), must not outlive the server */
+		if (!PostmasterIsAlive())
+			ereport(FATAL,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("terminating campus_sync requests in flight because the postmaster died")));
 		check_multi(curl_multi_perform(multi, &running));
 		n = collect_done();
 	}

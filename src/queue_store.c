@@ -225,16 +225,31 @@ queue_store_open(void)
 				 errdetail("A queue operation was started from inside another one.")));
 	store->rel = table_open(shape.valid ? shape.rel_oid : queue_relation_oid("queue_items"),
 							RowExclusiveLock);
-	if (!shape.valid || shape.rel_oid != RelationGetRelid(store->rel))
-		build_shape(store->rel);
 
+	/*
+	 * Every index is opened now, for the whole use: an open index's relcache
+	 * entry is never freed, and the shape's IndexInfos point into it (BRIN's
+	 * ii_AmCache keeps the index's Relation and TupleDesc).  Opening an index
+	 * can take in invalidations that change it (ANALYZE, ALTER INDEX): then
+	 * the shape is built again, from the entries now open.
+	 */
+	for (;;)
+	{
+		if (!shape.valid || shape.rel_oid != RelationGetRelid(store->rel))
+			build_shape(store->rel);
+		store->indexes = palloc0(sizeof(Relation) * shape.nindexes);
+		for (int i = 0; i < shape.nindexes; i++)
+			store->indexes[i] = index_open(shape.indexes[i].oid, RowExclusiveLock);
+		if (shape.valid)
+			break;
+		for (int i = 0; i < shape.nindexes; i++)
+			index_close(store->indexes[i], NoLock);
+		pfree(store->indexes);
+	}
 	store->shape = &shape;
-	/* the key index always; the others when a row goes into them */
-	store->indexes = palloc0(sizeof(Relation) * shape.nindexes);
 	for (int i = 0; i < shape.nindexes; i++)
 		if (shape.indexes[i].oid == shape.key_index_oid)
-			store->key_index = store->indexes[i] =
-				index_open(shape.indexes[i].oid, RowExclusiveLock);
+			store->key_index = store->indexes[i];
 	store->estate = shape.estate;
 	store->found = shape.found;
 	store->probe = shape.probe;
@@ -252,8 +267,7 @@ queue_store_close(QueueStore *store)
 	ExecClearTuple(store->probe);
 	ExecClearTuple(store->row);
 	for (int i = 0; i < store->shape->nindexes; i++)
-		if (store->indexes[i])
-			index_close(store->indexes[i], NoLock);
+		index_close(store->indexes[i], NoLock);
 	table_close(store->rel, NoLock);
 	store->shape->in_use = false;
 	pfree(store->indexes);
@@ -279,8 +293,6 @@ insert_index_entries(QueueStore *store, TupleTableSlot *slot, bool is_update)
 
 		if (qi->predicate && !ExecQual(qi->predicate, econtext))
 			continue;
-		if (store->indexes[i] == NULL)
-			store->indexes[i] = index_open(qi->oid, RowExclusiveLock);
 		FormIndexDatum(qi->info, slot, store->estate, values, isnull);
 		index_insert(store->indexes[i], values, isnull, &slot->tts_tid, store->rel,
 					 qi->info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
