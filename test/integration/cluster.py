@@ -233,9 +233,20 @@ class Cluster:
         seconds (they would keep the old shared memory in use and the new
         postmaster from starting), and starts the server.  Returns the pids
         that had to be killed."""
+        postmaster = self.postmaster_pid()
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and not all(process_gone(p) for p in children):
             time.sleep(0.05)
+        # The dead postmaster was reparented to init, which may reap it late:
+        # while it is a zombie, its pid in postmaster.pid still answers
+        # kill(pid, 0) and the new postmaster refuses to start ("lock file
+        # already exists").  A zombie holds nothing else: past a few seconds
+        # the stale lock file goes.
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{postmaster}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if os.path.exists(f"/proc/{postmaster}") and process_gone(postmaster):
+            os.unlink(os.path.join(self.data, "postmaster.pid"))
         stuck = [p for p in children if not process_gone(p)]
         for pid in stuck:
             try:

@@ -232,6 +232,8 @@ class WorkerClusterCase(unittest.TestCase):
 
     def setUp(self):
         mock("reset")
+        if not self.cluster.running():        # a test before failed with it stopped
+            self.cluster.start()
         # a connection of each test's own: a crash test kills the last one
         self.conn = self.cluster.wait_connect(self.DB)
         self.addCleanup(self.conn.close)
