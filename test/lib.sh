@@ -190,12 +190,23 @@ cs_run_suites() {
     status=1
   fi
 
-  cs_log "secrets in the server log"
-  if grep -n -E -f "$CS_ROOT/test/secrets.txt" "$RUN_DIR/postgres.log"; then
-    echo "FAIL: a secret appears in the server log (lines above)"
+  cs_log "secrets in the server logs"
+  local logs=()
+  mapfile -t logs < <(cs_server_logs)
+  if grep -n -E -f "$CS_ROOT/test/secrets.txt" "${logs[@]}"; then
+    echo "FAIL: a secret appears in a server log (lines above)"
     status=1
   else
-    echo "ok: none of the test secrets appears in the server log"
+    echo "ok: none of the test secrets appears in the server logs (${#logs[@]})"
   fi
   return $status
+}
+
+# Every server log of the run, one a line: the suites' cluster's, and those
+# of the clusters suites start of their own (test/integration/cluster.py
+# keeps each one's log under $RUN_DIR/clusters/).
+cs_server_logs() {
+  echo "$RUN_DIR/postgres.log"
+  [ -d "$RUN_DIR/clusters" ] && find "$RUN_DIR/clusters" -type f -name '*.log' | sort
+  return 0
 }

@@ -11,8 +11,11 @@
 #   - a sanitizer reported anything: ASan writes one report file per process
 #     (ASAN_OPTIONS log_path); UBSan's reports go to the server log (with
 #     both of GCC's runtimes loaded, UBSan's log_path only sets ASan's),
-#   - the server log shows a server process killed by a signal, or one that
+#   - a server log shows a server process killed by a signal, or one that
 #     died without cleaning up (an ASan error aborts the backend: SIGABRT).
+# The server logs are the suites' cluster's and those of the clusters the
+# suites start themselves (test/integration/cluster.py starts them through
+# the same wrapper, so they run with the same runtimes): cs_server_logs.
 # Last, a self-check proves the setup reports errors: a throwaway library
 # built with the same flags (test/sanitize/selfcheck.c, not part of the
 # extension) is LOADed into a session; it must produce an ASan
@@ -89,35 +92,47 @@ if ! postmaster_has_asan; then
 fi
 cs_log "server started with $(basename "$LIBASAN") and $(basename "$LIBUBSAN") preloaded ($((SECONDS - started)) s)"
 
-# Sanitizer output and crashes since byte $1 of the server log, and report
-# files in $REPORTS; prints them, and returns non-zero when there are any.
+# Sanitizer output and crashes since byte $1 of each server log given (all
+# of them, cs_server_logs, when none is), and report files in $REPORTS;
+# prints them, and returns non-zero when there are any.
 SAN_LOG_RE='runtime error: |AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer'
 # signal 9 is the tests' own kill -9 (crash and interruption tests)
 CRASH_RE='terminated by signal ([0-8]|[1-9][0-9])\b|exited with exit code'
+# but a background worker's exit code 1 is its ordinary end (SIGTERM, a fast
+# shutdown: die() -> proc_exit(1)), which the postmaster logs at LOG too
+BGW_END_RE='background worker "[^"]*" \(PID [0-9]+\) exited with exit code 1$'
 scan() {
-  local from=$1 found=0 f log
-  log=$(tail -c +"$((from + 1))" "$RUN_DIR/postgres.log")
+  local from=$1 found=0 f log name logs=("${@:2}")
+  [ ${#logs[@]} -gt 0 ] || mapfile -t logs < <(cs_server_logs)
   for f in "$REPORTS"/*; do
     [ -e "$f" ] || continue
     found=1
     echo "---- sanitizer report $(basename "$f")"
     cat "$f"
   done
-  if grep -q -E "$SAN_LOG_RE" <<<"$log"; then
-    found=1
-    echo "---- sanitizer output in the server log, by place (count):"
-    grep -E "$SAN_LOG_RE" <<<"$log" | sed 's/^[0-9-]* [0-9:.]* [A-Z]* \[[0-9]*\] //' | sort | uniq -c | sort -rn
-    echo "---- the first of each, with its stack:"
-    awk -v re="$SAN_LOG_RE" '
-      $0 ~ re { key = $0; show = !(key in seen); seen[key] = 1; if (show) print; next }
-      show && /^    #[0-9]/ { print; next }
-      { show = 0 }' <<<"$log"
-  fi
-  if grep -q -E "$CRASH_RE" <<<"$log"; then
-    found=1
-    echo "---- server processes that crashed:"
-    grep -E -A1 "$CRASH_RE" <<<"$log"
-  fi
+  for f in "${logs[@]}"; do
+    log=$(tail -c +"$((from + 1))" "$f")
+    name=${f#"$RUN_DIR"/}
+    if grep -q -E "$SAN_LOG_RE" <<<"$log"; then
+      found=1
+      echo "---- sanitizer output in $name, by place (count):"
+      grep -E "$SAN_LOG_RE" <<<"$log" | sed 's/^[0-9-]* [0-9:.]* [A-Z]* \[[0-9]*\] //' | sort | uniq -c | sort -rn
+      echo "---- the first of each, with its stack:"
+      awk -v re="$SAN_LOG_RE" '
+        $0 ~ re { key = $0; show = !(key in seen); seen[key] = 1; if (show) print; next }
+        show && /^    #[0-9]/ { print; next }
+        { show = 0 }' <<<"$log"
+    fi
+    if grep -E "$CRASH_RE" <<<"$log" | grep -q -v -E "$BGW_END_RE"; then
+      found=1
+      echo "---- server processes that crashed, in $name:"
+      # each with the line after it (the query it was running)
+      awk -v lines="$(grep -n -E "$CRASH_RE" <<<"$log" | grep -v -E "$BGW_END_RE" | cut -d: -f1)" '
+        BEGIN { n = split(lines, l, "\n"); for (i = 1; i <= n; i++) crashed[l[i]] = 1 }
+        crashed[NR] { print; after = 1; next }
+        after { print; print "--"; after = 0 }' <<<"$log"
+    fi
+  done
   return $found
 }
 
@@ -154,7 +169,7 @@ for _ in $(seq 1 100); do          # the postmaster logs the backend's end
   tail -c +"$((mark + 1))" "$RUN_DIR/postgres.log" | grep -q 'terminated by signal' && break
   sleep 0.1
 done
-selfcheck=$(scan "$mark" || true)
+selfcheck=$(scan "$mark" "$RUN_DIR/postgres.log" || true)
 if [ $loaded = 0 ] &&
    grep -q -E 'ERROR: AddressSanitizer: heap-buffer-overflow' <<<"$selfcheck" &&
    grep -q -E 'in _PG_init .*selfcheck\.c:' <<<"$selfcheck" &&

@@ -39,20 +39,29 @@ def mock(command, _json=None, **args):
         return json.loads(r.read())
 
 
-def connect(dbname, autocommit=True):
-    conn = psycopg2.connect(dbname=dbname)
+def connect(dbname, autocommit=True, **conninfo):
+    """A connection to the suites' cluster (PGHOST, PGPORT), or to the one
+    conninfo names (host, port: a cluster of cluster.py)."""
+    conn = psycopg2.connect(dbname=dbname, **conninfo)
     conn.autocommit = autocommit
     return conn
 
 
-def create_database(name, setup_sql=""):
+def create_database(name, setup_sql="", **conninfo):
     """A fresh database with campus_sync and the servers opscom and cloudcard."""
-    admin = connect("postgres")
+    admin = connect("postgres", **conninfo)
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
-    conn = connect(name)
+    conn = connect(name, **conninfo)
+    install_campus_sync(conn, setup_sql)
+    return conn
+
+
+def install_campus_sync(conn, setup_sql=""):
+    """CREATE EXTENSION campus_sync, the servers opscom and cloudcard (on the
+    mock API) with their user mappings, then setup_sql."""
     with conn.cursor() as cur:
         cur.execute("CREATE EXTENSION campus_sync")
         cur.execute(
@@ -67,7 +76,6 @@ def create_database(name, setup_sql=""):
                     "OPTIONS (persistent_access_token %s)", (CLOUDCARD_PAT,))
         if setup_sql:
             cur.execute(setup_sql)
-    return conn
 
 
 def query(conn, sql, args=None):
