@@ -11,10 +11,12 @@ CREATE SERVER cs_w_opscom FOREIGN DATA WRAPPER campus_sync
 SELECT server, worker_running, worker_pid, worker_last_cycle_at FROM campus_sync.status
 WHERE server = 'cs_w_opscom';
 
--- The settings: the database is read at server start and only superusers
--- see it; the poll interval changes with a reload, not per session.
+-- The settings: the poll interval changes with a reload, not per session;
+-- the worker's database is read at server start (here, without the
+-- worker, only a reload changes it: PostgreSQL allows server-start
+-- settings only to preloaded libraries), and only superusers see it.
 SELECT name, boot_val, unit, context FROM pg_settings
-WHERE name IN ('campus_sync.database', 'campus_sync.poll_interval') ORDER BY 1;
+WHERE name LIKE 'campus\_sync.%' ORDER BY 1;
 SET campus_sync.poll_interval = '5s';
 SET campus_sync.database = 'other';
 CREATE ROLE cs_w_nobody;

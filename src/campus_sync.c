@@ -40,14 +40,6 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("campus_sync.database",
-							   gettext_noop("The database whose queue the campus_sync background worker delivers."),
-							   gettext_noop("Takes effect at server start; the worker runs only when campus_sync is in shared_preload_libraries."),
-							   &campus_sync_database,
-							   "postgres",
-							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-
 	DefineCustomIntVariable("campus_sync.poll_interval",
 							gettext_noop("How often the campus_sync background worker looks for due retries."),
 							gettext_noop("New items wake it at their commit; retries and probes of a target that is down wait for this."),
@@ -55,6 +47,20 @@ _PG_init(void)
 							1000, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	/*
+	 * Read at server start, when the worker starts; PostgreSQL allows such
+	 * settings only while preloading.  Loaded later there is no worker, and
+	 * the setting (still read, from postgresql.conf say) changes nothing.
+	 */
+	DefineCustomStringVariable("campus_sync.database",
+							   gettext_noop("The database whose queue the campus_sync background worker delivers."),
+							   gettext_noop("Takes effect at server start, with campus_sync in shared_preload_libraries."),
+							   &campus_sync_database,
+							   "postgres",
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("campus_sync");
 
