@@ -56,7 +56,7 @@
 
 #define PROGRESS_INTERVAL_S 5
 #define POLL_MS 100
-/* ... and save the target's health with them at most this often */
+/* with commit hooks: save the target's health with a batch at most this often */
 #define HEALTH_SAVE_INTERVAL_MS 1000
 
 /* The advisory lock every deliverer holds (see the queue view). */
