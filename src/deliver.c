@@ -58,6 +58,8 @@
 #define POLL_MS 100
 /* with commit hooks: save the target's health with a batch at most this often */
 #define HEALTH_SAVE_INTERVAL_MS 1000
+/* the worker: purge delivered items at most this often (it scans the queue) */
+#define PURGE_INTERVAL_S 60
 
 /* The advisory lock every deliverer holds (see the queue view). */
 #define DELIVERER_LOCK_CLASS 0x43535943	/* "CSYC" */
@@ -122,10 +124,12 @@ typedef struct DeliverRun
 	int64		started;
 	TimestampTz deadline;
 	bool		mover;			/* this transaction moves the inbox */
+	bool		inbox_unread;	/* the inbox may hold rows no move here saw */
 	const DeliverHooks *hooks;	/* NULL: one transaction, the caller's */
 	List	   *ended;			/* (server, person lock) of uncommitted outcomes */
 	uint64		generation;		/* commits so far: row locks older are gone */
 	bool		pushed_snapshot;	/* an active snapshot of ours, after a commit */
+	TimestampTz looked_at;		/* when exhausted servers were last asked again */
 } DeliverRun;
 
 /* A person this run holds until its outcome is committed. */
@@ -203,6 +207,13 @@ new_item(DeliverRun *run, ServerRun *sr, ClaimedItem *c)
  * state of one person could send them out of order.  The others deliver
  * what is already in the queue.
  */
+/* Is the caller woken when items come, and calls again and again (the worker)? */
+static bool
+continuous(DeliverRun *run)
+{
+	return run->hooks != NULL && run->hooks->woken != NULL;
+}
+
 static bool
 take_mover_lock(DeliverRun *run)
 {
@@ -225,7 +236,16 @@ move_new_items(DeliverRun *run)
 {
 	ListCell   *lc;
 
-	if (!take_mover_lock(run) || queue_move_inbox(run->store) == 0)
+	if (!run->inbox_unread || !take_mover_lock(run))
+		return false;
+
+	/*
+	 * A caller that is woken when items come (the worker) reads the inbox
+	 * again only then: reading it scans every page it has, empty or not.
+	 */
+	if (continuous(run))
+		run->inbox_unread = false;
+	if (queue_move_inbox(run->store) == 0)
 		return false;
 	foreach(lc, run->servers)
 	{
@@ -503,9 +523,11 @@ stopping(DeliverRun *run)
 }
 
 /*
- * The next claimed item whose row is still as claimed (locked again after
- * a batch commit); one that changed since is let go, to be claimed anew if
- * it is still due.  NULL when no claimed item is left.
+ * The next claimed item whose row is still as claimed (after a batch
+ * commit, it is checked, not locked again: its outcome will be, and a
+ * change made while it is in flight stands over the outcome); one that
+ * changed since is let go, to be claimed anew if it is still due.  NULL
+ * when no claimed item is left.
  */
 static DeliverItem *
 next_claimed(DeliverRun *run, ServerRun *sr)
@@ -517,7 +539,8 @@ next_claimed(DeliverRun *run, ServerRun *sr)
 
 		sr->claimed = list_delete_first(sr->claimed);
 		MemoryContextSwitchTo(old);
-		if (still_locked(run, &item->locked_gen, &item->tid))
+		if (item->locked_gen == run->generation ||
+			queue_row_current(run->store, &item->tid))
 			return item;
 		queue_person_unlock(sr->target->server_oid, item->person_lock);
 		MemoryContextDelete(item->mcxt);
@@ -611,7 +634,7 @@ release_ended(DeliverRun *run)
 	run->ended = NIL;
 }
 
-/* After a commit, servers that had nothing due are asked again. */
+/* Servers that had nothing due are asked again. */
 static void
 look_again(DeliverRun *run)
 {
@@ -619,6 +642,19 @@ look_again(DeliverRun *run)
 
 	foreach(lc, run->servers)
 		((ServerRun *) lfirst(lc))->exhausted = false;
+	run->looked_at = GetCurrentTimestamp();
+}
+
+/*
+ * After a commit, items that others held may be free, and retries may have
+ * become due: servers that had nothing due are asked again, but at most
+ * every POLL_MS (asking costs index probes; a commit comes every few ms).
+ */
+static void
+look_again_after_commit(DeliverRun *run)
+{
+	if (GetCurrentTimestamp() >= run->looked_at + POLL_MS * 1000)
+		look_again(run);
 }
 
 static void take_deliverer_lock(void);
@@ -658,7 +694,7 @@ commit_batch(DeliverRun *run)
 
 	run->generation++;			/* the row locks went with the transaction */
 	release_ended(run);
-	look_again(run);
+	look_again_after_commit(run);
 	run->mover = false;			/* its lock went with the transaction */
 	take_deliverer_lock();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -709,7 +745,10 @@ look_again_if_woken(DeliverRun *run)
 {
 	if (run->hooks != NULL && run->hooks->woken != NULL &&
 		run->hooks->woken(run->hooks->arg))
+	{
+		run->inbox_unread = true;
 		look_again(run);
+	}
 }
 
 static void
@@ -775,6 +814,23 @@ take_deliverer_lock(void)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, DELIVERER_LOCK_CLASS,
 						 DELIVERER_LOCK_OBJID, DELIVERER_LOCK_SUBID);
 	(void) LockAcquire(&tag, ShareLock, false, false);
+}
+
+/*
+ * Does this run end with a purge of the delivered items kept long enough?
+ * It scans the queue: a caller that runs again and again (the worker)
+ * purges at most every PURGE_INTERVAL_S.
+ */
+static bool
+purge_due(DeliverRun *run)
+{
+	static TimestampTz last_purge_at = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (continuous(run) && now < last_purge_at + PURGE_INTERVAL_S * USECS_PER_SEC)
+		return false;
+	last_purge_at = now;
+	return true;
 }
 
 static void
@@ -864,6 +920,7 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 	run->max_items = max_items;
 	run->deadline = GetCurrentTimestamp() + (int64) (max_seconds * USECS_PER_SEC);
 	run->hooks = hooks;
+	run->inbox_unread = true;
 
 	PG_TRY();
 	{
@@ -894,7 +951,8 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 			DeliverCounts *c = palloc(sizeof(DeliverCounts));
 
 			health_save(sr->target->server_name, &sr->health);
-			purge_delivered(sr);
+			if (purge_due(run))
+				purge_delivered(sr);
 			*c = sr->counts;
 			c->server = pstrdup(sr->counts.server);
 			counts = lappend(counts, c);

@@ -299,6 +299,22 @@ queue_fetch_payload(QueueStore *store, ItemPointer tid)
 }
 
 /*
+ * Is the row at tid, claimed in an earlier transaction, still the item's
+ * current version?  Unlike queue_relock it writes nothing: a claimed item
+ * about to be sent needs only this (its outcome locks it again).
+ */
+bool
+queue_row_current(QueueStore *store, ItemPointer tid)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	bool		current = table_tuple_fetch_row_version(store->rel, tid, snapshot, store->probe);
+
+	ExecClearTuple(store->probe);
+	UnregisterSnapshot(snapshot);
+	return current;
+}
+
+/*
  * Locks again, in a new transaction, an item whose request is in flight;
  * false when its row changed meanwhile (its outcome is then not recorded).
  */

@@ -136,6 +136,7 @@ typedef struct ClaimCursor
 extern List *queue_claim(QueueStore *store, Oid server_oid, ClaimCursor *cursor,
 						 int64 *held, int nheld, int limit);
 extern char *queue_fetch_payload(QueueStore *store, ItemPointer tid);
+extern bool queue_row_current(QueueStore *store, ItemPointer tid);
 extern bool queue_relock(QueueStore *store, ItemPointer tid);
 extern void queue_person_unlock(Oid server_oid, uint32 person_lock);
 extern void queue_record(QueueStore *store, ItemPointer tid, ItemOutcome *outcome);
