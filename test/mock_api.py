@@ -21,21 +21,45 @@ Vendor APIs (API listener, plain HTTP and optionally HTTPS)
 ------------------------------------------------------------
 OPS-COM   POST /api/OC_TOMA/v1/profiles/push
           POST /api/OC_TOMA/v1/profiles/types/list
-          Errors are HTTP 200 with {"ErrorCode": N, "ErrorMessage": "..."}.
+          Errors are {"ErrorCode": N, "ErrorMessage": "..."} with HTTP
+          status opscom_error_status (default 200; an unknown endpoint is
+          404 with ErrorCode 9000 whatever the switch).
 CloudCard POST /authentication-token          (PAT -> session token)
           GET  /person/{key}?findBy=id|email|identifier
           PUT  /person/{key}?findBy=...&updateRoles=true|false
-          POST /person?sendInvitation=...
+          POST /person?sendInvitation=...[&renderResource=true]
+          POST /person/me/logout              ({"authenticationToken": t}
+                                               or no token: see below)
           POST /api/people?allowUpdate=&sendInvitation=&getLoginLink=
+          GET  /people/{key}/with-links?findBy=...  (cloudcard_with_links)
+          With cloudcard_api_prefix each of them but /api/people is also
+          served under /api (/api/person/..., /api/authentication-token,
+          ...); /api/people has its /api in both modes.  Always: a path
+          containing /api/api/ is 404 {"message": "Not Found"} (a base
+          URL ending in /api plus paths that start with /api again), and
+          counted in /_mock/stats as api_api_requests.
+          Auth: X-Auth-Token, a session token or one of
+          cloudcard_auth_tokens (static, never expire, never logged out).
+          No token: 401 {"message": "Unauthorized"}; an unknown, expired,
+          revoked (expire_tokens) or logged-out token: status
+          cloudcard_expired_status with its reason phrase as message
+          (401 "Unauthorized", 403 "Forbidden").  A refused PAT at the
+          exchange is always 401.
 
 Control API (control listener; GET or POST; arguments as a JSON object body
 and/or URL query parameters; every answer is one line of JSON + newline)
 ------------------------------------------------------------------------
-/_mock/reset             forget requests, stats, rules, data, tokens, config;
+/_mock/reset             forget requests, stats, rules, data, tokens and
+                         sessions (and their counts, PAT uses included),
+                         config (every default, realistic switches too);
                          also brings the API listeners back up
 /_mock/requests?since=N  recorded API requests with seq > N
 /_mock/last?path_prefix=&method=   last matching request or null
-/_mock/stats             connection / request counters
+/_mock/stats             connection / request counters: connections_total,
+                         connections_open, requests_total, in_flight,
+                         max_in_flight, token_exchanges, api_api_requests
+                         (requests whose raw path contains /api/api/,
+                         counted on arrival whatever answers them)
 /_mock/behave            add a fault rule: method, path_prefix, status, body,
                          retry_after, location, delay_ms, drop, count; and the
                          hostile ones: echo, body_base64, content_type,
@@ -47,12 +71,19 @@ and/or URL query parameters; every answer is one line of JSON + newline)
 /_mock/up                serve again on the same ports
 /_mock/expire_tokens     revoke every CloudCard session token issued so far
 /_mock/session_tokens    every CloudCard session token issued since the reset
+/_mock/cloudcard_sessions  {"exchanges": N, "logouts": N, "logout_all": N,
+                         "live": N}: PAT exchanges that issued a token,
+                         logouts answered 204 (both kinds), those of them
+                         that ended every session, and sessions neither
+                         expired, revoked nor ended now; since the reset
 /_mock/config            set opscom_tokens, login_sources, cloudcard_pats,
                          cloudcard_auth_tokens, session_ttl_s,
                          opscom_require_names_on_create, cloudcard_put_body,
                          session_token_prefix (put before each new session
                          token, to issue tokens with characters JSON or
-                         URLs escape)
+                         URLs escape), the realistic switches and the
+                         `realistic` preset (see "Realistic switches");
+                         answers every value
 /_mock/opscom_profiles   unique_id -> {"reference_id", "fields" (the last
                          push minus apiToken), "merged", "pushes"}
 /_mock/cloudcard_people  stored people, as GET /person would return them
@@ -90,6 +121,59 @@ trickle_ms: the answer is written one byte at a time, that many ms apart
 200 with Content-Encoding: gzip, whatever the request asked for: a JSON
 body of that many MiB, gzip-compressed (about 1/1000 of the size).
 
+Realistic switches (/_mock/config).  Each default keeps the mock as it
+was before them; (R) marks the switches that `realistic: true` sets to
+the value after "R:" at once, and `realistic: false` puts back to their
+default (the preset is applied before the other keys of the same call, so
+realistic=true&cloudcard_expired_status=401 works).  The config answer's
+`realistic` is true when every (R) switch has its realistic value, false
+when every one has its default, null when mixed.  /_mock/reset restores
+every default.
+  cloudcard_api_prefix (R)   false; R: true.  Also serve every CloudCard
+        endpoint under /api (see above), as CloudCard's own clients call it.
+  cloudcard_create_empty_body (R)  false; R: true.  POST /person answers
+        201 with an empty body (no Content-Type, Content-Length 0) unless
+        renderResource=true (then the person JSON, as with false).  Only
+        then is renderResource read: an invalid value is a 400.
+  cloudcard_expired_status (R)  401; R: 403 (400-599).  See "Auth" above.
+  cloudcard_pat_max_uses     null (unlimited; else >= 0); not in the
+        preset.  Each PAT may be exchanged that many times in all since the
+        reset; then 401 {"message": "Persistent access token has been used
+        the maximum number of times"}.  Counted per PAT; only exchanges that
+        issued a token count; changing the switch keeps the counts.
+  cloudcard_deprecated_endpoints (R)  true; R: false.  When false, POST
+        /api/people (authenticated first) answers cloudcard_deprecated_status
+        {"message": "Deprecated endpoints are disabled for this
+        organization"}, whatever its query.
+  cloudcard_deprecated_status  403 (400-599, e.g. 404); not in the preset.
+  cloudcard_with_links (R)   false (the endpoint does not exist: 404
+        {"message": "Not Found"}, no auth); R: true: GET
+        /people/{key}/with-links?findBy=id|email|identifier (authenticated)
+        -> 200 the person JSON plus "links": {"login": LOGIN_LINK + 32 hex
+        digits}, 404 when unknown.
+  cloudcard_reject_encoded_slash (R)  false; R: true: a raw path (not the
+        query) holding %2F or %2f, on any CloudCard path, is answered 400
+        text/html;charset=utf-8 "<html><body><h1>HTTP Status 400 \\u2013
+        Bad Request</h1></body></html>" (\\u2013: an en dash, UTF-8) as
+        the servlet container in front of CloudCard does, before the
+        /api/api/ check, routing and auth.  OPS-COM paths are not affected.
+  opscom_error_status (R)    200; R: 400 (200-599).  See OPS-COM above.
+  opscom_reference_id_string (R)  false; R: true: the push answer's
+        reference_id is a JSON string ("44"); /_mock/opscom_profiles keeps
+        the number.
+  opscom_user_type_ids_string (R)  false; R: true: each profiles/types/list
+        id is a JSON string ("6").
+
+Sessions and logout (always on).  Every PAT exchange starts a session
+(session_ttl_s).  POST /person/me/logout (also /api/person/me/logout with
+cloudcard_api_prefix) needs a valid X-Auth-Token (see "Auth"); with a JSON
+body {"authenticationToken": "<t>"} (Content-Type application/json) it
+ends session t, else (an empty body, a body that is not typed JSON, a
+JSON object without authenticationToken, or with null or "") it ends EVERY
+live session, as CloudCard ends every session of the account; either way
+204 with no body, also when t is not a live session.  Typed JSON that is
+not an object, or a non-string authenticationToken: 400.
+
 Recorded requests (/_mock/requests) have seq, conn, method, path (raw, no
 query), query, params, headers (lower-case names), body, json, status (null
 when dropped or not answered yet), tls, t and t_done.  A request's record
@@ -103,7 +187,11 @@ but still "required" on create); CloudCard matches emails without regard to
 case, rejects unknown ROLE_* keys, ignores the read-only keys id, username
 and authorities in a PUT body, refuses an email/identifier already used by
 another person, and leaves roles alone in the deprecated /api/people.  The
-person JSON also carries managerEmail and managerIdentifier.
+person JSON also carries managerEmail and managerIdentifier.  A person
+known only by email (as an office user creates one; /_mock/cloudcard_seed
+with an email and no identifier): PUT /person/{identifier}?findBy=identifier
+is 404, POST /person with its email 400 "Person already exists", and PUT
+/person/{email}?findBy=email with an identifier in the body sets it.
 """
 
 import argparse
@@ -137,17 +225,50 @@ DEFAULT_CONFIG = {
     "opscom_require_names_on_create": True,
     "cloudcard_put_body": True,
     "session_token_prefix": "",
+    # Closer to the real services (see "Realistic switches" above); the
+    # defaults keep the mock as it was, (R) marks the `realistic` preset.
+    "cloudcard_api_prefix": False,            # (R) True
+    "cloudcard_create_empty_body": False,     # (R) True
+    "cloudcard_expired_status": 401,          # (R) 403
+    "cloudcard_pat_max_uses": None,           # unlimited
+    "cloudcard_deprecated_endpoints": True,   # (R) False
+    "cloudcard_deprecated_status": 403,
+    "cloudcard_with_links": False,            # (R) True
+    "cloudcard_reject_encoded_slash": False,  # (R) True
+    "opscom_error_status": 200,               # (R) 400
+    "opscom_reference_id_string": False,      # (R) True
+    "opscom_user_type_ids_string": False,     # (R) True
+}
+
+# What `realistic: true` sets (and `realistic: false` puts back to the
+# DEFAULT_CONFIG values).
+REALISTIC_CONFIG = {
+    "cloudcard_api_prefix": True,
+    "cloudcard_create_empty_body": True,
+    "cloudcard_expired_status": 403,
+    "cloudcard_deprecated_endpoints": False,
+    "cloudcard_with_links": True,
+    "cloudcard_reject_encoded_slash": True,
+    "opscom_error_status": 400,
+    "opscom_reference_id_string": True,
+    "opscom_user_type_ids_string": True,
 }
 
 OPSCOM_FIRST_REFERENCE_ID = 44   # the value shown in the vendor's example
 CLOUDCARD_FIRST_PERSON_ID = 1001
 LOGIN_LINK = "https://app.cloudcard.test/#/login?access_token="
+# What the servlet container in front of CloudCard answers for a %2F.
+SERVLET_400_HTML = ("<html><body><h1>HTTP Status 400 \u2013 Bad Request"
+                    "</h1></body></html>")
 
 OPSCOM_USER_TYPES = [
     {"id": 6, "type_name": "Student", "ext_info": None},
     {"id": 7, "type_name": "Staff", "ext_info": "union"},
     {"id": 8, "type_name": "Faculty", "ext_info": None},
 ]
+
+# A base URL ending in /api plus paths that start with /api again.
+API_API = "/api/api/"
 
 SERVE_POLL_S = 0.05   # serve_forever poll: keeps shutdown()/down fast
 
@@ -178,6 +299,14 @@ def parse_json(raw):
 def is_json_content_type(value):
     """True for application/json, parameters such as charset allowed."""
     return (value or "").split(";")[0].strip().lower() == "application/json"
+
+
+def status_phrase(status):
+    """"Unauthorized" for 401, "Forbidden" for 403, ..."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def utc_iso(epoch):
@@ -295,6 +424,7 @@ class Recorder:
             self.requests_total = 0
             self.max_in_flight = self.in_flight
             self.token_exchanges = 0
+            self.api_api_requests = 0
 
     # -- connections -------------------------------------------------------
     def open_connection(self, sock):
@@ -336,6 +466,8 @@ class Recorder:
             record["seq"] = len(self.records) + 1
             self.records.append(record)
             self.requests_total += 1
+            if API_API in req.path:
+                self.api_api_requests += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         return record
@@ -374,6 +506,7 @@ class Recorder:
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "token_exchanges": self.token_exchanges,
+                "api_api_requests": self.api_api_requests,
             }
 
     # -- fault rules -------------------------------------------------------
@@ -419,13 +552,34 @@ class Config:
             return self.values[name]
 
     def update(self, changes):
+        """Apply changes; a `realistic` preset first, then the other keys."""
+        changes = dict(changes)
+        preset = changes.pop("realistic", None)
         with self.lock:
+            if preset is not None:
+                self.values.update(REALISTIC_CONFIG if preset else
+                                   {name: DEFAULT_CONFIG[name]
+                                    for name in REALISTIC_CONFIG})
             self.values.update(changes)
-            return dict(self.values)
+            return self._answer()
 
     def snapshot(self):
         with self.lock:
-            return dict(self.values)
+            return self._answer()
+
+    def _answer(self):
+        """The values, plus `realistic`: true when every (R) switch has its
+        realistic value, false when every one has its default, else null."""
+        answer = dict(self.values)
+        current = {name: self.values[name] for name in REALISTIC_CONFIG}
+        if current == REALISTIC_CONFIG:
+            answer["realistic"] = True
+        elif all(value == DEFAULT_CONFIG[name]
+                 for name, value in current.items()):
+            answer["realistic"] = False
+        else:
+            answer["realistic"] = None
+        return answer
 
 
 # --------------------------------------------------------------------------
@@ -481,7 +635,8 @@ def opscom_field_error(name, value):
 
 
 class OpsCom:
-    """OPS-COM push API.  Every error is HTTP 200 + ErrorCode body."""
+    """OPS-COM push API.  Every error is an ErrorCode body, with HTTP
+    status opscom_error_status (an unknown endpoint: 404)."""
 
     def __init__(self, config):
         self.config = config
@@ -505,11 +660,17 @@ class OpsCom:
             body = self.authenticate(req)
             if req.path == OPSCOM_TYPES:
                 return Response(200, {"status": "success",
-                                      "user_types": OPSCOM_USER_TYPES})
+                                      "user_types": self.user_types()})
             return Response(200, self.push(body))
         except OpsComError as err:
-            return Response(200, {"ErrorCode": err.code,
-                                  "ErrorMessage": err.message})
+            return Response(self.config.get("opscom_error_status"),
+                            {"ErrorCode": err.code,
+                             "ErrorMessage": err.message})
+
+    def user_types(self):
+        if not self.config.get("opscom_user_type_ids_string"):
+            return OPSCOM_USER_TYPES
+        return [{**t, "id": str(t["id"])} for t in OPSCOM_USER_TYPES]
 
     def authenticate(self, req):
         """Parse the body and check apiToken; returns the body object."""
@@ -569,8 +730,10 @@ class OpsCom:
             profile["fields"] = pushed
             profile["merged"].update(known)
             profile["pushes"] += 1
-            return {"status": "success",
-                    "reference_id": profile["reference_id"]}
+            reference_id = profile["reference_id"]
+        if self.config.get("opscom_reference_id_string"):
+            reference_id = str(reference_id)
+        return {"status": "success", "reference_id": reference_id}
 
 
 # --------------------------------------------------------------------------
@@ -585,6 +748,7 @@ CC_ROLES = ("ROLE_CARDHOLDER", "ROLE_OFFICE", "ROLE_DIRECTOR")
 # Read-only attributes of the person JSON: a client echoing a GET answer
 # back in a PUT must not turn them into custom fields.
 CC_READ_ONLY = ("id", "username", "authorities")
+WITH_LINKS_RE = re.compile(r"/people/([^/]+)/with-links")
 
 
 class CloudCardError(Exception):
@@ -658,12 +822,24 @@ class CloudCard:
         with self.lock:
             self.people = {}              # id -> internal person dict
             self.next_id = CLOUDCARD_FIRST_PERSON_ID
-            self.sessions = {}            # token -> expiry epoch
+            self.sessions = {}            # live token -> expiry epoch
             self.issued = []              # every token, in order
+            self.pat_uses = {}            # PAT -> successful exchanges
+            self.exchanges = 0
+            self.logouts = 0              # every logout answered 204
+            self.logout_all = 0           # ... of which ended all sessions
 
     def expire_tokens(self):
         with self.lock:
             self.sessions = {}
+
+    def session_counts(self):
+        now = time.time()
+        with self.lock:
+            return {"exchanges": self.exchanges, "logouts": self.logouts,
+                    "logout_all": self.logout_all,
+                    "live": sum(1 for expiry in self.sessions.values()
+                                if expiry > now)}
 
     def snapshot(self):
         with self.lock:
@@ -682,8 +858,27 @@ class CloudCard:
 
     def route(self, req):
         path, method = req.path, req.method
+        # The deprecated endpoint has its /api in both modes.
+        if path == "/api/people" and method == "POST":
+            self.authenticate(req)
+            if not self.config.get("cloudcard_deprecated_endpoints"):
+                raise CloudCardError(
+                    self.config.get("cloudcard_deprecated_status"),
+                    "Deprecated endpoints are disabled for this organization")
+            return self.create_or_update(req)
+        if self.config.get("cloudcard_api_prefix") and \
+                path.startswith("/api/"):
+            path = path[len("/api"):]
         if path == "/authentication-token" and method == "POST":
             return self.exchange_token(req)
+        if path == "/person/me/logout" and method == "POST":
+            return self.logout(req)
+        match = WITH_LINKS_RE.fullmatch(path)
+        if match and method == "GET" and \
+                self.config.get("cloudcard_with_links"):
+            self.authenticate(req)
+            return self.with_links(
+                req, urllib.parse.unquote(match.group(1), errors="replace"))
         key = None
         if path.startswith("/person/"):
             key = path[len("/person/"):]
@@ -700,9 +895,6 @@ class CloudCard:
         if path == "/person" and method == "POST":
             self.authenticate(req)
             return self.create_person(req)
-        if path == "/api/people" and method == "POST":
-            self.authenticate(req)
-            return self.create_or_update(req)
         raise CloudCardError(404, "Not Found")
 
     # -- authentication ----------------------------------------------------
@@ -716,9 +908,16 @@ class CloudCard:
         if not isinstance(pat, str) or pat not in \
                 self.config.get("cloudcard_pats"):
             raise CloudCardError(401, "Unauthorized")
+        max_uses = self.config.get("cloudcard_pat_max_uses")
         token = self.config.get("session_token_prefix") + secrets.token_hex(20)
         expiry = time.time() + self.config.get("session_ttl_s")
         with self.lock:
+            if max_uses is not None and \
+                    self.pat_uses.get(pat, 0) >= max_uses:
+                raise CloudCardError(401, "Persistent access token has been "
+                                          "used the maximum number of times")
+            self.pat_uses[pat] = self.pat_uses.get(pat, 0) + 1
+            self.exchanges += 1
             self.sessions[token] = expiry
             self.issued.append(token)
         self.recorder.count_token_exchange()
@@ -727,12 +926,40 @@ class CloudCard:
 
     def authenticate(self, req):
         token = req.header("x-auth-token")
-        if token and token in self.config.get("cloudcard_auth_tokens"):
+        if not token:
+            raise CloudCardError(401, "Unauthorized")
+        if token in self.config.get("cloudcard_auth_tokens"):
             return
         with self.lock:
             expiry = self.sessions.get(token)
         if expiry is None or time.time() >= expiry:
-            raise CloudCardError(401, "Unauthorized")   # never echo tokens
+            # unknown, expired, revoked or logged out; never echo tokens
+            status = self.config.get("cloudcard_expired_status")
+            raise CloudCardError(status, status_phrase(status))
+
+    def logout(self, req):
+        """POST /person/me/logout: {"authenticationToken": t} ends session
+        t; no token in the body (empty, not JSON-typed, key absent, null or
+        "") ends every live session, as CloudCard does for the account."""
+        self.authenticate(req)
+        target = None
+        if req.body.strip() and is_json_content_type(
+                req.header("content-type")):
+            if not isinstance(req.json, dict):
+                raise CloudCardError(400, "Request body must be a JSON "
+                                          "object")
+            target = req.json.get("authenticationToken")
+            if target is not None and not isinstance(target, str):
+                raise CloudCardError(400, "authenticationToken must be a "
+                                          "string")
+        with self.lock:
+            self.logouts += 1
+            if target:
+                self.sessions.pop(target, None)
+            else:
+                self.logout_all += 1
+                self.sessions = {}
+        return Response(204)
 
     # -- lookups -----------------------------------------------------------
     def find(self, key, find_by):
@@ -780,6 +1007,16 @@ class CloudCard:
             raise CloudCardError(404, "Not Found")
         return Response(200, cc_person_json(person))
 
+    def with_links(self, req, key):
+        """GET /people/{key}/with-links: the person and a login link."""
+        with self.lock:
+            person = self.find(key, self.find_by_param(req))
+            if person is None:
+                raise CloudCardError(404, "Not Found")
+            answer = cc_person_json(person)
+        answer["links"] = {"login": LOGIN_LINK + secrets.token_hex(16)}
+        return Response(200, answer)
+
     def update_person(self, req, key):
         body = cc_validate_body(req, nested_custom_fields=False)
         find_by = self.find_by_param(req)
@@ -806,12 +1043,16 @@ class CloudCard:
     def create_person(self, req):
         body = cc_validate_body(req, nested_custom_fields=True)
         self.flag(req, "sendInvitation", True)
+        # renderResource is only read (and checked) in the realistic mode.
+        empty = self.config.get("cloudcard_create_empty_body") and \
+            not self.flag(req, "renderResource", False)
         with self.lock:
             if self.find_any(body) is not None:
                 raise CloudCardError(400, "Person already exists")
             person = self.new_person(body)
             cc_apply_roles(person, body, replace=False)
-            return Response(201, cc_person_json(person))
+            answer = cc_person_json(person)
+        return Response(201) if empty else Response(201, answer)
 
     def create_or_update(self, req):
         """Deprecated POST /api/people; roles are not changed here."""
@@ -949,7 +1190,24 @@ CONFIG_SCHEMA = {"opscom_tokens": "list", "login_sources": "list",
                  "cloudcard_pats": "list", "cloudcard_auth_tokens": "list",
                  "session_ttl_s": "num",
                  "opscom_require_names_on_create": "bool",
-                 "cloudcard_put_body": "bool", "session_token_prefix": "str"}
+                 "cloudcard_put_body": "bool", "session_token_prefix": "str",
+                 "realistic": "bool",
+                 "cloudcard_api_prefix": "bool",
+                 "cloudcard_create_empty_body": "bool",
+                 "cloudcard_expired_status": "int",
+                 "cloudcard_pat_max_uses": "int?",
+                 "cloudcard_deprecated_endpoints": "bool",
+                 "cloudcard_deprecated_status": "int",
+                 "cloudcard_with_links": "bool",
+                 "cloudcard_reject_encoded_slash": "bool",
+                 "opscom_error_status": "int",
+                 "opscom_reference_id_string": "bool",
+                 "opscom_user_type_ids_string": "bool"}
+# Allowed ranges of the numeric config switches.
+CONFIG_RANGES = {"cloudcard_expired_status": (400, 599),
+                 "cloudcard_deprecated_status": (400, 599),
+                 "cloudcard_pat_max_uses": (0, None),
+                 "opscom_error_status": (200, 599)}
 
 # Seed bodies are free-form; these get the query-string conversions.
 SEED_TYPES = {"id": "int?", "email": "str", "identifier": "str",
@@ -1032,8 +1290,20 @@ class Control:
         typed_args(args, {})
         return self.mock.cloudcard.issued_tokens()
 
+    def cmd_cloudcard_sessions(self, args):
+        typed_args(args, {})
+        return self.mock.cloudcard.session_counts()
+
     def cmd_config(self, args):
-        return self.mock.config.update(typed_args(args, CONFIG_SCHEMA))
+        changes = typed_args(args, CONFIG_SCHEMA)
+        for name, (low, high) in CONFIG_RANGES.items():
+            value = changes.get(name)
+            if value is not None and (value < low or
+                                      (high is not None and value > high)):
+                raise BadCommand(f"{name} must be between {low} and "
+                                 f"{high}" if high is not None else
+                                 f"{name} must be >= {low}")
+        return self.mock.config.update(changes)
 
     def cmd_opscom_profiles(self, args):
         typed_args(args, {})
@@ -1551,7 +1821,15 @@ class Mock:
 
     def dispatch(self, req):
         path = req.path
-        if path == OPSCOM_PREFIX or path.startswith(OPSCOM_PREFIX + "/"):
+        opscom = path == OPSCOM_PREFIX or path.startswith(OPSCOM_PREFIX + "/")
+        if not opscom and "%2f" in path.lower() and \
+                self.config.get("cloudcard_reject_encoded_slash"):
+            # CloudCard's servlet container, before CloudCard sees it.
+            return Response(400, raw=SERVLET_400_HTML.encode("utf-8"),
+                            content_type="text/html;charset=utf-8")
+        if API_API in path:
+            return Response(404, {"message": "Not Found"})
+        if opscom:
             return self.opscom.handle(req)
         return self.cloudcard.handle(req)
 

@@ -151,16 +151,16 @@ def push(client, conn=None, **fields):
     return client.api("POST", PUSH, body, conn=conn)
 
 
-def opscom_error(client, expected_code, **fields):
+def opscom_error(client, expected_code, http_status=200, **fields):
     status, _, _, answer = push(client, **fields)
-    expect_eq(status, 200, "OPS-COM error HTTP status")
+    expect_eq(status, http_status, "OPS-COM error HTTP status")
     expect_eq(answer.get("ErrorCode"), expected_code, f"ErrorCode {fields}")
     return answer["ErrorMessage"]
 
 
-def session_token(client):
-    status, _, _, answer = client.api("POST", "/authentication-token",
-                                      {"persistentAccessToken": PAT})
+def session_token(client, pat=PAT, path="/authentication-token"):
+    status, _, _, answer = client.api("POST", path,
+                                      {"persistentAccessToken": pat})
     expect_eq(status, 201, "token exchange status")
     return answer["tokenValue"]
 
@@ -770,6 +770,683 @@ def check_reset(client):
               "rules cleared, API up, reference ids restart")
 
 
+# --------------------------------------------------------------------------
+# Realistic switches (/_mock/config), sessions and logout
+# --------------------------------------------------------------------------
+
+NOT_FOUND = {"message": "Not Found"}
+LINK_RE = (r"https://app\.cloudcard\.test/#/login"
+           r"\?access_token=[0-9a-f]{32}")
+SERVLET_400 = ("<html><body><h1>HTTP Status 400 \u2013 Bad Request"
+               "</h1></body></html>").encode("utf-8")
+DEPRECATED_OFF = {"message": "Deprecated endpoints are disabled for this "
+                             "organization"}
+PAT_USED_UP = {"message": "Persistent access token has been used the "
+                          "maximum number of times"}
+# The (R) switches: default value, realistic value.
+REALISTIC = {
+    "cloudcard_api_prefix": (False, True),
+    "cloudcard_create_empty_body": (False, True),
+    "cloudcard_expired_status": (401, 403),
+    "cloudcard_deprecated_endpoints": (True, False),
+    "cloudcard_with_links": (False, True),
+    "cloudcard_reject_encoded_slash": (False, True),
+    "opscom_error_status": (200, 400),
+    "opscom_reference_id_string": (False, True),
+    "opscom_user_type_ids_string": (False, True),
+}
+# The new switches outside the preset, with their defaults.
+NOT_REALISTIC = {"cloudcard_pat_max_uses": None,
+                 "cloudcard_deprecated_status": 403}
+
+
+def sessions(client):
+    return client.ok("cloudcard_sessions")
+
+
+def expect_config_error(client, what, **params):
+    status, answer = client.ctl("config", **params)
+    expect_eq(status, 400, what)
+    expect("error" in answer, "config error message", answer)
+
+
+def check_api_prefix(client):
+    client.ok("reset")
+    expect_eq(client.ok("config")["cloudcard_api_prefix"], False, "default")
+    expect_eq(client.ok("stats")["api_api_requests"], 0, "counter at reset")
+    # default: no /api prefix (but /api/people, as ever)
+    for method, path, body in (
+            ("POST", "/api/authentication-token",
+             {"persistentAccessToken": PAT}),
+            ("GET", "/api/person/1001", None),
+            ("POST", "/api/person", {"email": "p@example.edu"}),
+            ("POST", "/api/person/me/logout", None)):
+        status, _, _, answer = client.api(method, path, body, auth())
+        expect_eq((status, answer), (404, NOT_FOUND), f"{method} {path}")
+    status, _, _, _ = client.api("POST", "/api/people",
+                                 {"email": "p@example.edu"}, auth())
+    expect_eq(status, 201, "/api/people without the prefix switch")
+    # /api/api/ is 404 and counted, in both modes, whatever answers it
+    status, _, _, answer = client.api("GET", "/api/api/person/1001",
+                                      headers=auth())
+    expect_eq((status, answer), (404, NOT_FOUND), "/api/api/ (default)")
+    status, _, _, answer = client.api("POST", "/api/api/OC_TOMA" + PUSH[12:],
+                                      {"apiToken": OPSCOM_TOKEN,
+                                       **NEW_PERSON})
+    expect_eq((status, answer), (404, NOT_FOUND), "/api/api/ OPS-COM path")
+    status, _, _, answer = client.api("POST", "/api/OC_TOMA/api/api/v1",
+                                      {"apiToken": OPSCOM_TOKEN})
+    expect_eq((status, answer), (404, NOT_FOUND),
+              "/api/api/ inside the OPS-COM prefix: no ErrorCode 9000")
+    expect_eq(client.ok("stats")["api_api_requests"], 3, "counter")
+    client.ok("behave", status=503, path_prefix="/api/api/", count=1)
+    status, _, _, _ = client.api("GET", "/api/api/person/1", headers=auth())
+    expect_eq(status, 503, "rule answers the /api/api/ request")
+    expect_eq(client.ok("stats")["api_api_requests"], 4, "counted anyway")
+    status, _, _, _ = client.api("GET", "/person/api/api/", headers=auth())
+    expect_eq(status, 404, "/api/api/ anywhere in the path")
+    expect_eq(client.ok("stats")["api_api_requests"], 5, "counter, inside")
+    status, _, _, _ = client.api("GET", "/api/api", headers=auth())
+    expect_eq(client.ok("stats")["api_api_requests"], 5,
+              "/api/api without a slash after it is not counted")
+
+    # switched: every CloudCard endpoint under /api as well
+    config = client.ok("config", cloudcard_api_prefix="true")
+    expect_eq((config["cloudcard_api_prefix"], config["realistic"]),
+              (True, None), "prefix on, preset mixed")
+    token = session_token(client, path="/api/authentication-token")
+    status, _, _, person = client.api("POST", "/api/person?sendInvitation="
+                                      "false", {"email": "q@example.edu",
+                                                "identifier": "Q1"},
+                                      auth(token))
+    expect_eq((status, person["identifier"]), (201, "Q1"), "POST /api/person")
+    status, _, _, answer = client.api("GET", "/api/person/Q1?findBy="
+                                      "identifier", headers=auth(token))
+    expect_eq((status, answer), (200, person), "GET /api/person")
+    status, _, _, answer = client.api("PUT", "/api/person/Q1?findBy="
+                                      "identifier", {"Dept": "X"},
+                                      auth(token))
+    expect_eq((status, answer["customFields"]), (202, {"Dept": "X"}),
+              "PUT /api/person")
+    status, _, _, answer = client.api("GET", "/person/Q1?findBy=identifier",
+                                      headers=auth(token))
+    expect_eq(status, 200, "unprefixed paths still served")
+    status, _, _, _ = client.api("POST", "/api/people",
+                                 {"email": "r@example.edu"}, auth(token))
+    expect_eq(status, 201, "/api/people with the prefix switch")
+    status, _, _, answer = client.api("POST", "/people",
+                                      {"email": "s@example.edu"}, auth(token))
+    expect_eq((status, answer), (404, NOT_FOUND), "no /people without /api")
+    status, _, raw, _ = client.api("POST", "/api/person/me/logout",
+                                   headers=auth(token))
+    expect_eq((status, raw), (204, b""), "POST /api/person/me/logout")
+    for path in ("/api/api/person/Q1?findBy=identifier",
+                 "/api/api/authentication-token"):
+        status, _, _, answer = client.api(
+            "POST" if "token" in path else "GET", path,
+            {"persistentAccessToken": PAT} if "token" in path else None,
+            auth())
+        expect_eq((status, answer), (404, NOT_FOUND), path + " (prefix on)")
+    expect_eq(client.ok("stats")["api_api_requests"], 7, "counter, prefix on")
+    client.ok("reset")
+    expect_eq(client.ok("stats")["api_api_requests"], 0, "counter reset")
+    expect_eq(client.ok("config")["cloudcard_api_prefix"], False, "reset")
+
+
+def check_create_empty_body(client):
+    client.ok("reset")
+    # default: the person JSON, renderResource ignored (even a bad one)
+    for n, query in enumerate(("", "?renderResource=false",
+                               "?renderResource=maybe")):
+        status, headers, _, person = client.api(
+            "POST", "/person" + query, {"email": f"e{n}@example.edu"},
+            auth())
+        expect_eq((status, person and person["email"]),
+                  (201, f"e{n}@example.edu"), f"POST /person{query} default")
+        expect(headers["content-type"].startswith("application/json"), "CT")
+    client.ok("config", cloudcard_create_empty_body=True)
+    for n, query in enumerate(("", "?sendInvitation=false",
+                               "?renderResource=false")):
+        status, headers, raw, _ = client.api(
+            "POST", "/person" + query, {"email": f"f{n}@example.edu"},
+            auth())
+        expect_eq((status, raw, headers.get("content-length"),
+                   headers.get("content-type")), (201, b"", "0", None),
+                  f"POST /person{query}: empty body")
+    status, headers, _, person = client.api(
+        "POST", "/person?renderResource=true&sendInvitation=false",
+        {"email": "g@example.edu", "identifier": "G1"}, auth())
+    expect_eq((status, person["email"], person["identifier"]),
+              (201, "g@example.edu", "G1"), "renderResource=true")
+    expect(headers["content-type"].startswith("application/json"), "CT")
+    status, _, _, answer = client.api("POST", "/person?renderResource=maybe",
+                                      {"email": "h@example.edu"}, auth())
+    expect_eq((status, answer),
+              (400, {"message": "Invalid value for renderResource"}),
+              "bad renderResource")
+    emails = sorted(p["email"] for p in client.ok("cloudcard_people"))
+    expect_eq(emails, ["e0@example.edu", "e1@example.edu", "e2@example.edu",
+                       "f0@example.edu", "f1@example.edu", "f2@example.edu",
+                       "g@example.edu"], "stored, nothing for the 400")
+    status, _, _, answer = client.api("POST", "/person",
+                                      {"email": "g@example.edu"}, auth())
+    expect_eq((status, answer), (400, {"message": "Person already exists"}),
+              "duplicate still a 400 with a body")
+    status, _, _, person = client.api("PUT", "/person/G1?findBy=identifier",
+                                      {"Dept": "X"}, auth())
+    expect_eq((status, person["customFields"]), (202, {"Dept": "X"}),
+              "PUT keeps its body")
+
+
+def check_email_only_people(client):
+    for realistic in (False, True):
+        client.ok("reset")
+        client.ok("config", realistic=realistic)
+        base = "/api" if realistic else ""
+        token = session_token(client, path=base + "/authentication-token")
+        seeded = client.ok("cloudcard_seed", email="office@example.edu")
+        expect_eq((seeded["identifier"], seeded["email"]),
+                  (None, "office@example.edu"), "seeded by email only")
+        mode = "realistic" if realistic else "default"
+        status, _, _, answer = client.api(
+            "PUT", base + "/person/E77?findBy=identifier&updateRoles=false",
+            {"identifier": "E77", "Dept": "X"}, auth(token))
+        expect_eq((status, answer), (404, NOT_FOUND),
+                  f"PUT by identifier ({mode})")
+        status, _, _, answer = client.api(
+            "POST", base + "/person?sendInvitation=false",
+            {"email": "OFFICE@example.edu", "identifier": "E77"},
+            auth(token))
+        expect_eq((status, answer),
+                  (400, {"message": "Person already exists"}),
+                  f"POST with its email ({mode})")
+        email = urllib.parse.quote("office@example.edu", safe="")
+        status, _, raw, person = client.api(
+            "PUT", base + f"/person/{email}?findBy=email&updateRoles=false",
+            {"identifier": "E77", "Dept": "X"}, auth(token))
+        expect_eq((status, person["id"], person["identifier"]),
+                  (202, seeded["id"], "E77"), f"PUT by email ({mode})")
+        status, _, _, person = client.api(
+            "GET", base + "/person/E77?findBy=identifier",
+            headers=auth(token))
+        expect_eq((status, person["email"], person["customFields"],
+                   person["authorities"]),
+                  (200, "office@example.edu", {"Dept": "X"},
+                   seeded["authorities"]), f"found by identifier ({mode})")
+        expect_eq(len(client.ok("cloudcard_people")), 1, "still one person")
+
+
+def check_expired_status(client):
+    client.ok("reset")
+    expect_eq(client.ok("config")["cloudcard_expired_status"], 401,
+              "default")
+    for expired_status, message in ((401, "Unauthorized"), (403, "Forbidden"),
+                                    (419, "Error")):
+        client.ok("reset")
+        client.ok("config", cloudcard_expired_status=expired_status)
+        logged_out = session_token(client)
+        client.api("POST", "/person/me/logout",
+                   {"authenticationToken": logged_out}, auth())
+        revoked = session_token(client)
+        client.ok("expire_tokens")
+        client.ok("config", session_ttl_s=0.2)
+        past_ttl = session_token(client)
+        time.sleep(0.3)
+        for what, token in (("unknown", "no-such-token"),
+                            ("logged out", logged_out),
+                            ("revoked", revoked), ("past its ttl", past_ttl)):
+            for method, path in (("GET", "/person/1"),
+                                 ("POST", "/person/me/logout")):
+                status, _, raw, answer = client.api(method, path,
+                                                    headers=auth(token))
+                expect_eq((status, answer),
+                          (expired_status, {"message": message}),
+                          f"{what} token, {method} {path}")
+                expect(token.encode() not in raw, "token not echoed")
+        status, _, _, answer = client.api("GET", "/person/1")
+        expect_eq((status, answer), (401, {"message": "Unauthorized"}),
+                  "no token at all: 401 whatever the switch")
+        status, _, _, answer = client.api("POST", "/authentication-token",
+                                          {"persistentAccessToken": "nope"})
+        expect_eq((status, answer), (401, {"message": "Unauthorized"}),
+                  "refused PAT: 401 whatever the switch")
+        status, _, _, _ = client.api("GET", "/person/1", headers=auth())
+        expect_eq(status, 404, "static token still valid")
+    for bad in ("200", "302", "600", "abc"):
+        expect_config_error(client, f"cloudcard_expired_status={bad}",
+                            cloudcard_expired_status=bad)
+
+
+def check_pat_max_uses(client):
+    client.ok("reset")
+    expect_eq(client.ok("config")["cloudcard_pat_max_uses"], None, "default")
+    for _ in range(5):
+        session_token(client)
+    expect_eq(client.ok("stats")["token_exchanges"], 5, "unlimited")
+    client.ok("config", cloudcard_pat_max_uses=5)
+    status, _, _, answer = client.api("POST", "/authentication-token",
+                                      {"persistentAccessToken": PAT})
+    expect_eq((status, answer), (401, PAT_USED_UP),
+              "uses counted since the reset, not since the switch")
+    client.ok("reset")
+    client.ok("config", {"cloudcard_pat_max_uses": 2,
+                         "cloudcard_pats": [PAT, "pat-two"],
+                         "cloudcard_expired_status": 403})
+    first = session_token(client)
+    session_token(client)
+    for _ in range(2):
+        status, _, _, answer = client.api("POST", "/authentication-token",
+                                          {"persistentAccessToken": PAT})
+        expect_eq((status, answer), (401, PAT_USED_UP), "third use refused")
+    session_token(client, pat="pat-two")
+    status, _, _, answer = client.api("POST", "/authentication-token",
+                                      {"persistentAccessToken": "wrong"})
+    expect_eq((status, answer), (401, {"message": "Unauthorized"}),
+              "unknown PAT: plain 401")
+    expect_eq(client.ok("stats")["token_exchanges"], 3, "refusals not counted")
+    expect_eq(sessions(client)["exchanges"], 3, "sessions: exchanges")
+    status, _, _, _ = client.api("GET", "/person/1", headers=auth(first))
+    expect_eq(status, 404, "tokens already issued stay valid")
+    client.ok("config", cloudcard_pat_max_uses="null")
+    session_token(client)
+    client.ok("config", cloudcard_pat_max_uses=0)
+    status, _, _, answer = client.api("POST", "/authentication-token",
+                                      {"persistentAccessToken": "pat-two"})
+    expect_eq((status, answer), (401, PAT_USED_UP), "max 0")
+    expect_config_error(client, "negative max uses",
+                        cloudcard_pat_max_uses=-1)
+    client.ok("reset")
+    expect_eq(client.ok("config")["cloudcard_pat_max_uses"], None, "reset")
+    session_token(client)
+
+
+def check_sessions_logout(client):
+    client.ok("reset")
+    expect_eq(sessions(client), {"exchanges": 0, "logouts": 0,
+                                 "logout_all": 0, "live": 0}, "at reset")
+    t1, t2, t3 = (session_token(client) for _ in range(3))
+    expect_eq(sessions(client), {"exchanges": 3, "logouts": 0,
+                                 "logout_all": 0, "live": 3}, "3 sessions")
+
+    def valid(token):
+        status = client.api("GET", "/person/1", headers=auth(token))[0]
+        expect(status in (404, 401), "unexpected status", status)
+        return status == 404
+
+    # one session, named in the body, ended with another session's token
+    status, headers, raw, _ = client.api(
+        "POST", "/person/me/logout", {"authenticationToken": t2}, auth(t1))
+    expect_eq((status, raw, headers.get("content-type")), (204, b"", None),
+              "logout t2")
+    expect_eq([valid(t) for t in (t1, t2, t3)], [True, False, True],
+              "only t2 ended")
+    expect_eq(sessions(client), {"exchanges": 3, "logouts": 1,
+                                 "logout_all": 0, "live": 2}, "after one")
+    # its own session, then a token that is no session: still 204
+    status, _, _, _ = client.api("POST", "/person/me/logout",
+                                 {"authenticationToken": t3}, auth(t3))
+    expect_eq(status, 204, "logout of the caller's own session")
+    status, _, _, _ = client.api("POST", "/person/me/logout",
+                                 {"authenticationToken": "nobody"}, auth(t1))
+    expect_eq(status, 204, "logout of a token that is no session")
+    expect_eq(sessions(client), {"exchanges": 3, "logouts": 3,
+                                 "logout_all": 0, "live": 1}, "after three")
+    # refused: no token, an ended token, bad bodies, other methods
+    status, _, _, answer = client.api("POST", "/person/me/logout",
+                                      {"authenticationToken": t1})
+    expect_eq((status, answer), (401, {"message": "Unauthorized"}),
+              "logout without X-Auth-Token")
+    status, _, _, _ = client.api("POST", "/person/me/logout",
+                                 {"authenticationToken": t1}, auth(t2))
+    expect_eq(status, 401, "logout with an ended session token")
+    for body, message in ((b"[1]", "Request body must be a JSON object"),
+                          (b"{nope", "Request body must be a JSON object"),
+                          (b'{"authenticationToken": 5}',
+                           "authenticationToken must be a string")):
+        status, _, _, answer = client.api("POST", "/person/me/logout", body,
+                                          {**auth(t1), **JSON_CT})
+        expect_eq((status, answer), (400, {"message": message}),
+                  f"logout body {body!r}")
+    for method in ("GET", "PUT", "DELETE"):
+        status, _, _, _ = client.api(method, "/person/me/logout",
+                                     headers=auth(t1))
+        expect_eq(status, 404, f"{method} /person/me/logout")
+    expect_eq(valid(t1), True, "t1 survived the refused logouts")
+    expect_eq(sessions(client), {"exchanges": 3, "logouts": 3,
+                                 "logout_all": 0, "live": 1}, "unchanged")
+    # every kind of body without a token ends every live session
+    all_forms = (
+        ("empty body", None, {}),
+        ("{}", {}, {}),
+        ("other keys", {"token": "x"}, {}),
+        ("null token", {"authenticationToken": None}, {}),
+        ('"" token', {"authenticationToken": ""}, {}),
+        ("not typed JSON", json.dumps({"authenticationToken": "t"}),
+         {"Content-Type": "text/plain"}),
+    )
+    for n, (what, body, headers) in enumerate(all_forms, start=1):
+        a, b = session_token(client), session_token(client)
+        status, _, raw, _ = client.api("POST", "/person/me/logout", body,
+                                       {**auth(a), **headers})
+        expect_eq((status, raw), (204, b""), f"logout all: {what}")
+        expect_eq([valid(t) for t in (a, b, t1)], [False] * 3,
+                  f"every session ended: {what}")
+        expect_eq(sessions(client), {"exchanges": 3 + 2 * n,
+                                     "logouts": 3 + n, "logout_all": n,
+                                     "live": 0}, f"counts: {what}")
+    # with a static token: every session ends, the static one stays
+    a = session_token(client)
+    status, _, _, _ = client.api("POST", "/person/me/logout", headers=auth())
+    expect_eq((status, valid(a), valid(STATIC_TOKEN)), (204, False, True),
+              "logout all with a static token")
+    # live leaves out sessions past their ttl and revoked ones
+    client.ok("reset")
+    client.ok("config", session_ttl_s=0.2)
+    session_token(client)
+    client.ok("config", session_ttl_s=60)
+    session_token(client)
+    time.sleep(0.3)
+    expect_eq(sessions(client)["live"], 1, "expired session not live")
+    client.ok("expire_tokens")
+    expect_eq(sessions(client), {"exchanges": 2, "logouts": 0,
+                                 "logout_all": 0, "live": 0},
+              "expire_tokens ends every session")
+    status, _ = client.ctl("cloudcard_sessions", since=1)
+    expect_eq(status, 400, "cloudcard_sessions takes no argument")
+
+
+def check_deprecated_endpoints(client):
+    client.ok("reset")
+    config = client.ok("config")
+    expect_eq((config["cloudcard_deprecated_endpoints"],
+               config["cloudcard_deprecated_status"]), (True, 403), "default")
+    status, _, _, answer = client.api(
+        "POST", "/api/people?getLoginLink=true", {"email": "d@example.edu"},
+        auth())
+    expect_eq((status, "links" in answer), (201, True), "default: served")
+    client.ok("config", cloudcard_deprecated_endpoints="false")
+    for dep_status in (403, 404):
+        client.ok("config", cloudcard_deprecated_status=dep_status)
+        for query in ("", "?getLoginLink=true",
+                      "?allowUpdate=true&getLoginLink=true"):
+            status, _, _, answer = client.api(
+                "POST", "/api/people" + query, {"email": "d@example.edu"},
+                auth())
+            expect_eq((status, answer), (dep_status, DEPRECATED_OFF),
+                      f"/api/people{query} disabled ({dep_status})")
+        status, _, _, answer = client.api("POST", "/api/people",
+                                          {"email": "x@example.edu"},
+                                          auth("bad-token"))
+        expect_eq((status, answer), (401, {"message": "Unauthorized"}),
+                  "authentication first")
+    expect_eq(len(client.ok("cloudcard_people")), 1, "nothing created")
+    status, _, _, _ = client.api("POST", "/person",
+                                 {"email": "e@example.edu"}, auth())
+    expect_eq(status, 201, "POST /person not deprecated")
+    for bad in ("200", "302", "600"):
+        expect_config_error(client, f"cloudcard_deprecated_status={bad}",
+                            cloudcard_deprecated_status=bad)
+    client.ok("reset")
+    status, _, _, _ = client.api("POST", "/api/people",
+                                 {"email": "d@example.edu"}, auth())
+    expect_eq(status, 201, "served again after reset")
+
+
+def check_with_links(client):
+    client.ok("reset")
+    seeded = client.ok("cloudcard_seed", {"email": "w@example.edu",
+                                          "identifier": "W 1"})
+    paths = ("/people/W%201/with-links?findBy=identifier",
+             "/people/w%40example.edu/with-links?findBy=email",
+             f"/people/{seeded['id']}/with-links?findBy=id",
+             f"/people/{seeded['id']}/with-links")
+    for path in paths:       # default: the endpoint does not exist
+        for headers in (auth(), {}):
+            status, _, _, answer = client.api("GET", path, headers=headers)
+            expect_eq((status, answer), (404, NOT_FOUND), "default " + path)
+    client.ok("config", cloudcard_with_links=True)
+    links = set()
+    for path in paths:
+        status, _, _, answer = client.api("GET", path, headers=auth())
+        expect_eq(status, 200, path)
+        link = answer.pop("links")
+        expect_eq(list(link), ["login"], "links keys")
+        expect(re.fullmatch(LINK_RE, link["login"]), "login link", link)
+        links.add(link["login"])
+        expect_eq(answer, seeded, "person JSON")
+    expect_eq(len(links), len(paths), "a new link each time")
+    for path, wanted in (("/people/nobody/with-links?findBy=identifier",
+                          (404, NOT_FOUND)),
+                         ("/people/9999/with-links?findBy=id",
+                          (404, NOT_FOUND)),
+                         ("/people/W%201/with-links?findBy=name",
+                          (400, {"message": "Invalid findBy: name"}))):
+        status, _, _, answer = client.api("GET", path, headers=auth())
+        expect_eq((status, answer), wanted, path)
+    status, _, _, answer = client.api("GET", paths[0])
+    expect_eq((status, answer), (401, {"message": "Unauthorized"}), "no auth")
+    status, _, _, _ = client.api("POST", paths[0], {}, auth())
+    expect_eq(status, 404, "POST with-links")
+    status, _, _, _ = client.api("GET", "/api" + paths[0], headers=auth())
+    expect_eq(status, 404, "/api/people/.../with-links needs the prefix")
+    client.ok("config", cloudcard_api_prefix=True)
+    status, _, _, answer = client.api("GET", "/api" + paths[0],
+                                      headers=auth())
+    expect_eq((status, answer["identifier"]), (200, "W 1"),
+              "/api/people/.../with-links")
+    client.ok("reset")
+    status, _, _, _ = client.api("GET", paths[0], headers=auth())
+    expect_eq(status, 404, "gone after reset")
+
+
+def check_encoded_slash(client):
+    client.ok("reset")
+    client.api("POST", "/person", {"identifier": "a/b"}, auth())
+    for path in ("/person/a%2Fb?findBy=identifier",
+                 "/person/a%2fb?findBy=identifier"):
+        status, _, _, person = client.api("GET", path, headers=auth())
+        expect_eq((status, person["identifier"]), (200, "a/b"),
+                  "default: %2F served " + path)
+    client.ok("config", cloudcard_reject_encoded_slash=True)
+    for method, path, headers in (
+            ("GET", "/person/a%2Fb?findBy=identifier", auth()),
+            ("PUT", "/person/a%2fb?findBy=identifier", auth()),
+            ("GET", "/person/a%2Fb?findBy=identifier", {}),
+            ("GET", "/person/a%2Fb", auth("bad-token")),
+            ("GET", "/nowhere/%2F", {}),
+            ("GET", "/api/api/a%2Fb", auth())):
+        status, resp_headers, raw, _ = client.api(
+            method, path, {"Dept": "X"} if method == "PUT" else None,
+            headers)
+        expect_eq((status, resp_headers.get("content-type"), raw),
+                  (400, "text/html;charset=utf-8", SERVLET_400),
+                  f"{method} {path} refused")
+    expect_eq(client.ok("stats")["api_api_requests"], 1,
+              "refused /api/api/ still counted")
+    status, _, _, person = client.api(
+        "GET", "/person/a%252Fb?findBy=identifier", headers=auth())
+    expect_eq(status, 404, "%252F is no %2F")
+    status, _, _, answer = client.api(
+        "GET", "/person/1001?findBy=id&x=a%2Fb", headers=auth())
+    expect_eq(status, 200, "%2F in the query is fine")
+    status, _, _, answer = client.api("POST", "/api/OC_TOMA/v1/x%2Fy",
+                                      {"apiToken": OPSCOM_TOKEN})
+    expect_eq((status, answer["ErrorCode"]), (404, 9000),
+              "OPS-COM paths not affected")
+    expect_eq(client.ok("cloudcard_people")[0]["customFields"], {},
+              "the refused PUT changed nothing")
+
+
+def check_opscom_switches(client):
+    client.ok("reset")
+    config = client.ok("config")
+    expect_eq([config[k] for k in ("opscom_error_status",
+                                   "opscom_reference_id_string",
+                                   "opscom_user_type_ids_string")],
+              [200, False, False], "defaults")
+    for error_status in (200, 400, 422, 500):
+        client.ok("reset")
+        client.ok("config", opscom_error_status=error_status)
+        opscom_error(client, 9013, error_status, login_source="BANNER")
+        opscom_error(client, 9033, error_status,
+                     **{**NEW_PERSON, "province": "XYZ"})
+        for path in (PUSH, TYPES):
+            status, _, _, answer = client.api("POST", path,
+                                              {"apiToken": "bad"})
+            expect_eq((status, answer["ErrorCode"]), (error_status, 9002),
+                      f"bad token {path}")
+        status, _, _, answer = client.api("POST", PUSH, b"{nope",
+                                          headers=JSON_CT)
+        expect_eq((status, answer["ErrorCode"]), (error_status, 9003),
+                  "unparseable")
+        status, _, _, answer = client.api("POST", "/api/OC_TOMA/v1/nope",
+                                          {"apiToken": OPSCOM_TOKEN})
+        expect_eq((status, answer["ErrorCode"]), (404, 9000),
+                  "unknown endpoint stays 404")
+        status, _, _, answer = push(client, **NEW_PERSON)
+        expect_eq((status, answer), (200, {"status": "success",
+                                           "reference_id": 44}),
+                  "success stays 200")
+    for bad in ("199", "600", "x"):
+        expect_config_error(client, f"opscom_error_status={bad}",
+                            opscom_error_status=bad)
+
+    client.ok("reset")
+    client.ok("config", opscom_reference_id_string=True)
+    for unique_id, wanted in (("u1", "44"), ("u2", "45"), ("u1", "44")):
+        status, _, raw, answer = push(client, **{**NEW_PERSON,
+                                                 "unique_id": unique_id})
+        expect_eq((status, answer), (200, {"status": "success",
+                                           "reference_id": wanted}),
+                  f"reference_id string {unique_id}")
+        expect(f'"reference_id": "{wanted}"'.encode() in raw, "on the wire")
+    profiles = client.ok("opscom_profiles")
+    expect_eq((profiles["u1"]["reference_id"], profiles["u2"]["reference_id"]),
+              (44, 45), "opscom_profiles keeps numbers")
+    _, _, _, answer = client.api("POST", TYPES, {"apiToken": OPSCOM_TOKEN})
+    expect_eq([t["id"] for t in answer["user_types"]], [6, 7, 8],
+              "type ids untouched by the reference_id switch")
+
+    client.ok("config", opscom_user_type_ids_string=True,
+              opscom_reference_id_string=False)
+    status, _, _, answer = client.api("POST", TYPES,
+                                      {"apiToken": OPSCOM_TOKEN})
+    expect_eq((status, answer), (200, {"status": "success", "user_types": [
+        {"id": "6", "type_name": "Student", "ext_info": None},
+        {"id": "7", "type_name": "Staff", "ext_info": "union"},
+        {"id": "8", "type_name": "Faculty", "ext_info": None}]}),
+        "type ids as strings")
+    _, _, _, answer = push(client, **{**NEW_PERSON, "unique_id": "u3"})
+    expect_eq(answer["reference_id"], 46, "reference_id a number again")
+    client.ok("reset")
+    _, _, _, answer = client.api("POST", TYPES, {"apiToken": OPSCOM_TOKEN})
+    expect_eq([t["id"] for t in answer["user_types"]], [6, 7, 8],
+              "numbers after reset")
+
+
+def check_realistic_preset(client):
+    client.ok("reset")
+    config = client.ok("config")
+    expect_eq({k: config[k] for k in REALISTIC},
+              {k: v[0] for k, v in REALISTIC.items()}, "defaults")
+    expect_eq({k: config[k] for k in NOT_REALISTIC}, NOT_REALISTIC,
+              "non-preset defaults")
+    expect_eq(config["realistic"], False, "realistic false at reset")
+    before = dict(config)
+    # the preset sets exactly the (R) switches
+    client.ok("config", cloudcard_pat_max_uses=7,
+              cloudcard_deprecated_status=404, session_ttl_s=99)
+    config = client.ok("config", realistic="true")
+    expect_eq({k: config[k] for k in REALISTIC},
+              {k: v[1] for k, v in REALISTIC.items()}, "realistic values")
+    expect_eq((config["realistic"], config["cloudcard_pat_max_uses"],
+               config["cloudcard_deprecated_status"],
+               config["session_ttl_s"]), (True, 7, 404, 99),
+              "other keys untouched by the preset")
+    # the preset first, then the other keys of the same call
+    config = client.ok("config", {"realistic": True,
+                                  "cloudcard_expired_status": 401})
+    expect_eq((config["cloudcard_expired_status"], config["realistic"],
+               config["cloudcard_api_prefix"]), (401, None, True),
+              "preset, then a key of the same call: mixed")
+    config = client.ok("config", realistic=False)
+    expect_eq({k: config[k] for k in REALISTIC},
+              {k: v[0] for k, v in REALISTIC.items()}, "realistic: false")
+    expect_eq((config["realistic"], config["cloudcard_pat_max_uses"]),
+              (False, 7), "back to defaults, pat_max_uses kept")
+    config = client.ok("config", realistic=True)
+    client.ok("reset")
+    expect_eq(client.ok("config"), before, "reset restores every default")
+    expect_config_error(client, "misspelt preset", realistc="true")
+    expect_config_error(client, "preset not a bool", realistic="very")
+    expect_eq(client.ok("config"), before, "errors change nothing")
+
+    # a realistic session from end to end
+    client.ok("config", realistic=True)
+    status, _, _, answer = client.api("POST", "/api/authentication-token",
+                                      {"persistentAccessToken": PAT})
+    expect_eq(status, 201, "exchange under /api")
+    token = answer["tokenValue"]
+    status, _, raw, _ = client.api("POST", "/api/person?sendInvitation=false",
+                                   {"email": "z@example.edu",
+                                    "identifier": "Z1"}, auth(token))
+    expect_eq((status, raw), (201, b""), "create: empty body")
+    status, _, _, answer = client.api(
+        "GET", "/api/people/Z1/with-links?findBy=identifier",
+        headers=auth(token))
+    expect_eq((status, answer["email"]), (200, "z@example.edu"), "with-links")
+    expect(re.fullmatch(LINK_RE, answer["links"]["login"]), "link", answer)
+    status, _, _, answer = client.api("POST", "/api/people?getLoginLink=true",
+                                      {"identifier": "Z1"}, auth(token))
+    expect_eq((status, answer), (403, DEPRECATED_OFF), "deprecated off")
+    status, _, raw, _ = client.api("GET",
+                                   "/api/person/a%2Fb?findBy=identifier",
+                                   headers=auth(token))
+    expect_eq((status, raw), (400, SERVLET_400), "%2F refused")
+    status, _, _, answer = client.api("GET", "/api/api/person/Z1?findBy="
+                                      "identifier", headers=auth(token))
+    expect_eq((status, answer), (404, NOT_FOUND), "/api/api/")
+    status, _, _, _ = client.api("POST", "/api/person/me/logout",
+                                 {"authenticationToken": token}, auth(token))
+    expect_eq(status, 204, "logout under /api")
+    status, _, _, answer = client.api("GET", "/api/person/Z1?findBy="
+                                      "identifier", headers=auth(token))
+    expect_eq((status, answer), (403, {"message": "Forbidden"}),
+              "logged-out token: 403")
+    status, _, _, answer = push(client, login_source="BANNER")
+    expect_eq((status, answer["ErrorCode"]), (400, 9013), "OPS-COM 400")
+    status, _, _, answer = push(client, **NEW_PERSON)
+    expect_eq((status, answer), (200, {"status": "success",
+                                       "reference_id": "44"}),
+              "OPS-COM reference_id string")
+    _, _, _, answer = client.api("POST", TYPES, {"apiToken": OPSCOM_TOKEN})
+    expect_eq([t["id"] for t in answer["user_types"]], ["6", "7", "8"],
+              "OPS-COM type ids strings")
+    expect_eq(client.ok("stats")["api_api_requests"], 1, "api_api counter")
+    expect_eq(sessions(client), {"exchanges": 1, "logouts": 1,
+                                 "logout_all": 0, "live": 0}, "sessions")
+    client.ok("reset")
+    status, _, _, person = client.api("POST", "/person",
+                                      {"email": "z@example.edu"}, auth())
+    expect_eq((status, person["email"]), (201, "z@example.edu"),
+              "after reset: today's behaviour")
+
+
+def check_proxy_html_502(client):
+    client.ok("reset")
+    html = ("<html><head><title>502 Bad Gateway</title></head><body>"
+            "<center><h1>502 Bad Gateway</h1></center></body></html>")
+    client.ok("behave", {"status": 502, "body": html,
+                         "content_type": "text/html", "count": 2})
+    for method, path, body in (("POST", PUSH, {"apiToken": OPSCOM_TOKEN}),
+                               ("GET", "/person/1", None)):
+        status, headers, raw, _ = client.api(method, path, body, auth())
+        expect_eq((status, headers.get("content-type"), raw),
+                  (502, "text/html", html.encode()), f"proxy 502 {path}")
+    status, _, _, _ = client.api("GET", "/person/1", headers=auth())
+    expect_eq(status, 404, "normal after the 502s")
+
+
 def check_sigterm(proc):
     start = time.time()
     proc.send_signal(signal.SIGTERM)
@@ -812,6 +1489,24 @@ def main():
             ("TLS listener", check_tls),
             ("control argument forms and errors", check_control_forms),
             ("reset", check_reset),
+            ("CloudCard /api prefix, /api/api/ counter", check_api_prefix),
+            ("CloudCard POST /person empty body, renderResource",
+             check_create_empty_body),
+            ("CloudCard person known only by email, both modes",
+             check_email_only_people),
+            ("CloudCard expired session token status",
+             check_expired_status),
+            ("CloudCard PAT max uses", check_pat_max_uses),
+            ("CloudCard sessions and logout", check_sessions_logout),
+            ("CloudCard deprecated endpoints off",
+             check_deprecated_endpoints),
+            ("CloudCard GET /people/{key}/with-links", check_with_links),
+            ("CloudCard %2F refused by the servlet container",
+             check_encoded_slash),
+            ("OPS-COM error status, string ids", check_opscom_switches),
+            ("realistic preset, its reset, a realistic session",
+             check_realistic_preset),
+            ("behave: HTML 502 from a proxy", check_proxy_html_502),
         ]
         rate = []
         checks += [
