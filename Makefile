@@ -13,10 +13,14 @@ OBJS = \
 	src/http.o \
 	src/secrets.o \
 	src/response.o \
+	src/session_share.o \
 	src/cloudcard_auth.o \
 	src/request.o \
+	src/request_opscom.o \
+	src/request_cloudcard.o \
 	src/push.o \
 	src/lookup.o \
+	src/check_server.o \
 	src/queue_store.o \
 	src/queue_claim.o \
 	src/queue_buffer.o \

@@ -10,6 +10,8 @@ CREATE SERVER cloudcard FOREIGN DATA WRAPPER campus_sync
 -- secrets live in user mappings
 CREATE USER MAPPING FOR PUBLIC SERVER opscom OPTIONS (api_token 'opscom-test-token-0123456789');
 CREATE USER MAPPING FOR PUBLIC SERVER cloudcard OPTIONS (persistent_access_token 'pat-test-0123456789abcdef');
+\echo '== check_server(): the url answers, TLS verifies, the credentials are accepted; nothing changes remotely'
+SELECT server, ok, http_status, detail FROM campus_sync.check_server();
 
 -- a person table as a Banner extract might fill it
 CREATE TABLE people (

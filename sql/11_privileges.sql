@@ -147,7 +147,9 @@ INSERT INTO cs_priv_actions VALUES
       FROM pg_user_mappings WHERE srvname LIKE 'cs\_priv\_%'$q$, NULL),
   (26, 'SELECT pg_user_mapping (catalog)', $q$SELECT NULL::text FROM pg_catalog.pg_user_mapping LIMIT 1$q$, NULL),
   (27, 'SELECT campus_sync.worker', $q$SELECT format('running %s', running) FROM campus_sync.worker$q$, NULL),
-  (28, 'wake_worker()', $q$SELECT NULL::text FROM campus_sync.wake_worker()$q$, NULL);
+  (28, 'wake_worker()', $q$SELECT NULL::text FROM campus_sync.wake_worker()$q$, NULL),
+  (29, 'check_server()', $q$SELECT string_agg(server || ' ' || CASE WHEN ok THEN 'ok' ELSE detail END, ', ' ORDER BY server)
+      FROM campus_sync.check_server() WHERE server::text LIKE 'cs\_priv\_%'$q$, NULL);
 
 CREATE TEMP TABLE cs_priv_matrix (role_ord int, action_ord int, result text);
 -- role after role, action after action: the order the mock sees is fixed

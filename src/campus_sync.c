@@ -15,6 +15,7 @@
 #include "cloudcard_auth.h"
 #include "http.h"
 #include "queue_buffer.h"
+#include "session_share.h"
 #include "worker.h"
 #include "worker_state.h"
 
@@ -67,6 +68,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		worker_state_request_shmem();
+		session_share_request_shmem();
 		/* pg_upgrade's servers deliver nothing */
 		if (!IsBinaryUpgrade)
 			worker_register();

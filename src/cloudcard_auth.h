@@ -2,8 +2,9 @@
  *
  * cloudcard_auth.h
  *	  CloudCard session tokens: a persistent access token (PAT) exchanged
- *	  once, cached for the backend's life, renewed before it expires and
- *	  after a 401.
+ *	  once per token lifetime (shared by all backends when preloaded),
+ *	  renewed before it expires and after CloudCard refuses it; and the
+ *	  credentials' check of check_server().
  *
  *-------------------------------------------------------------------------
  */
@@ -12,6 +13,7 @@
 
 #include "postgres.h"
 
+#include "request_service.h"
 #include "target.h"
 
 /* Why no token could be had, when cloudcard_session_token returns NULL. */
@@ -29,5 +31,6 @@ extern const char *cloudcard_session_token(SyncTarget *target,
 										   uint64 *generation,
 										   AuthFailure *failure);
 extern void cloudcard_token_invalidate(TargetSecret *secret, uint64 generation);
+extern void cloudcard_check(SyncTarget *target, TargetSecret *secret, ServerCheck *out);
 
 #endif							/* CAMPUS_SYNC_CLOUDCARD_AUTH_H */

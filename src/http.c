@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include "storage/ipc.h"
+
 #include <curl/curl.h>
 
 #include "access/xact.h"
@@ -465,7 +467,7 @@ http_wait(int timeout_ms)
 		check_multi(curl_multi_poll(multi, NULL, 0, timeout_ms, NULL));
 		pgstat_report_wait_end();
 		/* the worker, or a long deliver(), must not outlive the server */
-		if (!PostmasterIsAlive())
+		if (!proc_exit_inprogress && !PostmasterIsAlive())
 			ereport(FATAL,
 					(errcode(ERRCODE_ADMIN_SHUTDOWN),
 					 errmsg("terminating campus_sync requests in flight because the postmaster died")));

@@ -209,9 +209,8 @@ campus_sync_cloudcard_upsert(PG_FUNCTION_ARGS)
 
 /*
  * cloudcard_login_link
- *		Creates or updates the cardholder with the deprecated people API and
- *		returns the single-sign-on link (CloudCard resets the password).
- *		A look-up: failures raise.
+ *		Creates or updates the cardholder and returns the single-sign-on
+ *		link (see request_cloudcard.c for how).  A look-up: failures raise.
  */
 Datum
 campus_sync_cloudcard_login_link(PG_FUNCTION_ARGS)

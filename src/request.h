@@ -13,13 +13,15 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 #include "http.h"
 #include "target.h"
 
 typedef enum JobKind
 {
 	JOB_PUSH,					/* OPS-COM push, CloudCard create-or-update */
-	JOB_LOGIN_LINK,				/* CloudCard people API, getLoginLink=true */
+	JOB_LOGIN_LINK,				/* CloudCard upsert, then its login link */
 	JOB_GET_PERSON,				/* CloudCard GET /person/{key} */
 	JOB_USER_TYPES				/* OPS-COM profiles/types/list */
 } JobKind;
@@ -32,10 +34,14 @@ typedef enum JobOutcome
 	JOB_PERMANENT				/* the remote refused: retrying will not help */
 } JobOutcome;
 
+/* CloudCard person API: where a job is (see request_cloudcard.c) */
 typedef enum JobStep
 {
-	STEP_FIRST,
-	STEP_CREATE					/* CloudCard person: POST after PUT's 404 */
+	STEP_FIRST,					/* the update (PUT), or the only request */
+	STEP_CREATE,				/* POST after the update's 404 */
+	STEP_BY_EMAIL,				/* PUT findBy=email after the create's 400 */
+	STEP_LINK,					/* GET .../with-links after the upsert */
+	STEP_DEPRECATED_LINK		/* POST /api/people?getLoginLink=true */
 } JobStep;
 
 typedef struct SyncJob
@@ -48,6 +54,7 @@ typedef struct SyncJob
 	void	   *owner;			/* the caller's object */
 
 	JobStep		step;
+	char	   *refused_create; /* STEP_BY_EMAIL: why the create was refused */
 	bool		reauthenticated;
 	uint64		token_generation;
 	HttpTransfer *transfer;

@@ -358,6 +358,46 @@ response_excerpt(const char *text)
 }
 
 /*
+ * response_first_line
+ *		For a body that is not JSON (a proxy's HTML error page, say): its
+ *		first line with text in it, markup removed, spaces collapsed, at
+ *		most EXCERPT_CHARS characters.
+ */
+char *
+response_first_line(const char *text)
+{
+	StringInfoData line;
+	bool		in_tag = false;
+
+	if (text == NULL || text[0] == '\0')
+		return pstrdup("(empty body)");
+	initStringInfo(&line);
+	for (const char *p = text; *p; p++)
+	{
+		if (*p == '\n' && line.len > 0)
+			break;
+		if (*p == '<')
+			in_tag = true;
+		else if (*p == '>' && in_tag)
+			in_tag = false;
+		else if (in_tag)
+			continue;
+		else if (isspace((unsigned char) *p))
+		{
+			if (line.len > 0 && line.data[line.len - 1] != ' ')
+				appendStringInfoChar(&line, ' ');
+		}
+		else
+			appendStringInfoChar(&line, *p);
+	}
+	while (line.len > 0 && line.data[line.len - 1] == ' ')
+		line.data[--line.len] = '\0';
+	if (line.len == 0)
+		return pstrdup("(a page with no text)");
+	return response_excerpt(line.data);
+}
+
+/*
  * response_jsonb
  *		The body as jsonb: itself when it is JSON, else a JSON string of an
  *		excerpt (an HTML error page, say).  NULL for no body.

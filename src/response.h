@@ -34,6 +34,7 @@ extern void response_info_parse(const char *text, ResponseInfo *info);
 extern char *response_secret_field(const char *raw, size_t len, const char *key);
 extern Jsonb *response_jsonb(const char *text);
 extern char *response_excerpt(const char *text);
+extern char *response_first_line(const char *text);
 
 /* One OPS-COM user type. */
 typedef struct UserType

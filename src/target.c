@@ -282,6 +282,35 @@ parse_fields_option(const char *value, ServiceKind service, bool service_known,
  * Validates one option value and, when target is not NULL, stores it.
  * where names the option's origin in messages ("server option", ...).
  */
+/*
+ * The base the service's paths hang off: the url without a trailing "/".
+ * CloudCard's own tools configure theirs with "/api"
+ * (https://api.cloudcard.us/api); campus_sync puts "/api" in the paths
+ * that have it, so a CloudCard url ending in "/api" loses it: with or
+ * without, the same endpoints, and never /api/api/.
+ */
+static char *
+base_url(const char *value, ServiceKind service)
+{
+	char	   *url = pstrdup(value);
+	size_t		len = strlen(url);
+	char	   *scheme_end = strstr(url, "://");
+	char	   *path = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+
+	while (len > 0 && url[len - 1] == '/')
+		url[--len] = '\0';
+	/* "/api" at the end of the path, not the host https://api */
+	if (service == SERVICE_CLOUDCARD && path != NULL && path <= url + len - 4 &&
+		strcmp(url + len - 4, "/api") == 0)
+	{
+		len -= 4;
+		url[len] = '\0';
+		while (len > 0 && url[len - 1] == '/')
+			url[--len] = '\0';
+	}
+	return url;
+}
+
 static void
 apply_option(SyncTarget *target, const OptionDef *def, const char *value,
 			 const char *where)
@@ -331,14 +360,7 @@ apply_option(SyncTarget *target, const OptionDef *def, const char *value,
 		return;
 
 	if (strcmp(name, "url") == 0)
-	{
-		char	   *url = pstrdup(value);
-		size_t		len = strlen(url);
-
-		while (len > 0 && url[len - 1] == '/')
-			url[--len] = '\0';
-		target->url = url;
-	}
+		target->url = base_url(value, target->service);
 	else if (strcmp(name, "connect_timeout_ms") == 0)
 		target->connect_timeout_ms = parse_int_option(def, value, where);
 	else if (strcmp(name, "timeout_ms") == 0)
