@@ -294,8 +294,8 @@ class HostileRemoteTest(unittest.TestCase):
 
     def test_cloudcard_echoes_of_the_session_token_and_the_pat_are_redacted(self):
         self.check_cloudcard_echoes("cloudcard_h", "pat")
-        # the 401s renewed the session token (once per call); each was redacted
-        self.assertEqual(len(mock("session_tokens")), 2)
+        # the 401 and the 403 renewed the session token (once per call); each was redacted
+        self.assertEqual(len(mock("session_tokens")), 3)
 
     def test_cloudcard_echoes_of_the_auth_token_are_redacted(self):
         self.check_cloudcard_echoes("cloudcard_s", "static")
@@ -327,10 +327,12 @@ class HostileRemoteTest(unittest.TestCase):
                     body='{"message": "no person for ${token}"}')
         self.behave(method="POST", path_prefix="/person", status=400,
                     body='{"message": "bad X-Auth-Token ${token:upper}", "id": "${token:u}"}')
-        self.assertEqual(self.upsert(), (False, 400, None,
+        # the row has an email: after the create's 400 it is updated by email (not found here)
+        self.assertEqual(self.upsert(), (False, 404, None,
                                          "CloudCard answered HTTP 400 to the create (POST /person): "
-                                         "bad X-Auth-Token [redacted]",
-                                         {"message": "bad X-Auth-Token [redacted]", "id": R}))
+                                         "bad X-Auth-Token [redacted]; then CloudCard answered HTTP 404 to "
+                                         "the update by email (PUT /person/{email}?findBy=email): Not Found",
+                                         {"message": "Not Found"}))
 
     def test_a_401_renews_the_token_while_other_items_are_in_flight(self):
         # two items share the session token; one's 401 renews it while the
@@ -366,8 +368,8 @@ class HostileRemoteTest(unittest.TestCase):
              "CloudCard's authentication-token answer (HTTP 201) has a tokenValue that cannot be sent "
              "in a header (1 to 4096 visible ASCII characters)"),
             (401, '{"message": "${token}"}',
-             "CloudCard refused the persistent access token (HTTP 401); check the user mapping's "
-             "persistent_access_token"),
+             "persistent access token refused; create a new one in CloudCard and set it as the user "
+             "mapping's persistent_access_token (CloudCard answered HTTP 401 to the token exchange)"),
         ]
         for status, body, error in cases:
             with self.subTest(status=status, body=body):
