@@ -40,7 +40,8 @@ DATA = $(wildcard campus_sync--*.sql)
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=.
 
-PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+# the PGXS convention: PG_CONFIG from the environment, else the one in PATH
+PG_CONFIG ?= pg_config
 # -isystem: warnings inside PostgreSQL's own headers are not ours to fix
 PG_CPPFLAGS = -DEXTVERSION=\"$(EXTVERSION)\" -isystem $(shell $(PG_CONFIG) --includedir-server) \
 	$(shell pkg-config --cflags libcurl libcjson)

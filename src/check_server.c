@@ -20,6 +20,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 
+#include "compat.h"
 #include "request_service.h"
 #include "target.h"
 
@@ -77,7 +78,7 @@ campus_sync_check_server(PG_FUNCTION_ARGS)
 	{
 		ForeignServer *server = GetForeignServer(lfirst_oid(lc));
 
-		if (pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE) == ACLCHECK_OK)
+		if (cs_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE) == ACLCHECK_OK)
 			check_one(rsinfo, server->servername);
 	}
 	return (Datum) 0;

@@ -29,6 +29,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "payload.h"
 #include "inbox.h"
 #include "queue_buffer.h"
@@ -239,8 +240,7 @@ trigger_target_and_payload(Trigger *tg, Relation rel, SyncTarget **target,
 						 quote_identifier(table))));
 	if (tg->tgnargs == 2)
 	{
-		JsonLexContext *lex = makeJsonLexContextCstringLen(tg->tgargs[1], strlen(tg->tgargs[1]),
-														   GetDatabaseEncoding(), true);
+		JsonLexContext *lex = cs_json_lexer(tg->tgargs[1], GetDatabaseEncoding());
 
 		if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
 			ereport(ERROR,

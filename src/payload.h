@@ -24,6 +24,7 @@
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
+#include "compat.h"
 #include "target.h"
 
 /* Why a row cannot be sent: an error to raise or to keep. */
@@ -98,7 +99,7 @@ extern PayloadPlan *payload_plan_create(SyncTarget *target, TupleDesc desc,
 										Jsonb *mapping);
 extern void payload_build(PayloadPlan *plan, RowValues *row, Payload *out);
 extern bool payload_is_api_field(ServiceKind service, const char *name);
-extern pg_attribute_noreturn() void payload_raise(PayloadError *error);
+extern CS_NORETURN void payload_raise(PayloadError *error);
 extern char *payload_error_text(PayloadError *error);
 extern int *payload_source_columns(PayloadPlan *plan, int *n);
 

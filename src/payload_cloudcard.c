@@ -24,6 +24,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "compat.h"
 #include "payload.h"
 
 typedef enum CloudcardKind
@@ -392,13 +393,7 @@ json_text_error(SourceColumn *col, char *json)
 	JsonLexContext *lex;
 	JsonParseErrorType result;
 
-#if PG_VERSION_NUM >= 160000
-	lex = makeJsonLexContextCstringLen(NULL, json, strlen(json),
-									   GetDatabaseEncoding(), true);
-#else
-	lex = makeJsonLexContextCstringLen(json, strlen(json),
-									   GetDatabaseEncoding(), true);
-#endif
+	lex = cs_json_lexer(json, GetDatabaseEncoding());
 	result = pg_parse_json(lex, &nullSemAction);
 	if (result == JSON_SUCCESS)
 		return NULL;

@@ -42,6 +42,7 @@
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
 
+#include "compat.h"
 #include "queue_store.h"
 
 /* One item of the person being looked at. */
@@ -238,7 +239,7 @@ queue_claim(QueueStore *store, Oid server_oid, ClaimCursor *cursor,
 							   InvalidOid, C_COLLATION_OID,
 							   cursor->inclusive ? F_TEXT_GE : F_TEXT_GT,
 							   CStringGetTextDatum(cursor->person_key));
-	scan = index_beginscan(store->rel, store->key_index, snapshot, nkeys, 0);
+	scan = cs_index_beginscan(store->rel, store->key_index, snapshot, nkeys);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 
 	while (list_length(claimed) < limit && more)
@@ -372,7 +373,7 @@ queue_has_successor(QueueStore *store, Oid server_oid, const char *key, int64 id
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	person_scan_key(scankeys, server_oid, key);
-	scan = index_beginscan(store->rel, store->key_index, snapshot, 2, 0);
+	scan = cs_index_beginscan(store->rel, store->key_index, snapshot, 2);
 	index_rescan(scan, scankeys, 2, NULL, 0);
 	while (!found && index_getnext_slot(scan, ForwardScanDirection, store->probe))
 		found = slot_int64(store, store->probe, COL_ID) > id &&

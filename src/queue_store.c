@@ -3,13 +3,16 @@
  * queue_store.c
  *	  campus_sync.queue_items without SPI or the planner: the delivery
  *	  engine reads and writes it the way logical replication's apply worker
- *	  does: index scans, table_tuple_lock, table_multi_insert and index
- *	  insertion.
+ *	  does: index scans, table_tuple_lock, table_multi_insert, and the
+ *	  executor's own index maintenance (ExecOpenIndices,
+ *	  ExecInsertIndexTuples), which knows every kind of index and what each
+ *	  PostgreSQL version asks of it (BRIN's insert state, since 17, is
+ *	  released by ExecCloseIndices).
  *
- *	  What does not change between transactions -- the table's shape, the
- *	  information on its indexes with their compiled predicates, the slots
- *	  -- is built once per backend and dropped when the relcache says a
- *	  queue relation changed.  Only the relations are opened per use.
+ *	  What does not change between transactions -- the table's shape and
+ *	  the slots -- is built once per backend and dropped when the relcache
+ *	  says a queue relation changed.  The relations, their index
+ *	  information and an executor state are made per use.
  *	  The CHECK constraint on state guards writers that use SQL; this code
  *	  writes only valid states and does not evaluate it.
  *
@@ -44,6 +47,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "compat.h"
 #include "queue_store.h"
 
 static const char *const queue_column_names[N_QUEUE_COLUMNS] = {
@@ -51,14 +55,6 @@ static const char *const queue_column_names[N_QUEUE_COLUMNS] = {
 	"next_attempt_at", "last_http_status", "last_error", "remote_id",
 	"enqueued_at", "delivered_at", "server_oid", "service", "key_field"
 };
-
-/* An index of the queue, and its partial-index predicate, compiled. */
-typedef struct QueueIndex
-{
-	Oid			oid;
-	IndexInfo  *info;
-	ExprState  *predicate;		/* NULL: not partial */
-} QueueIndex;
 
 /* What the backend keeps of the queue between uses. */
 typedef struct QueueShape
@@ -71,8 +67,7 @@ typedef struct QueueShape
 	TupleDesc	desc;			/* a copy: slots do not pin the relcache's */
 	AttrNumber	attnum[N_QUEUE_COLUMNS];
 	int			nindexes;
-	QueueIndex *indexes;
-	EState	   *estate;			/* evaluates the predicates */
+	Oid		   *index_oids;
 	TupleTableSlot *found;
 	TupleTableSlot *probe;
 	TupleTableSlot *row;
@@ -94,7 +89,7 @@ forget_shape(Datum arg, Oid relid)
 	if (!OidIsValid(relid) || relid == shape.rel_oid)
 		shape.valid = false;
 	for (int i = 0; shape.valid && i < shape.nindexes; i++)
-		if (relid == shape.indexes[i].oid)
+		if (relid == shape.index_oids[i])
 			shape.valid = false;
 }
 
@@ -203,23 +198,11 @@ build_shape(Relation rel)
 	find_columns(shape.desc, queue_column_names, N_QUEUE_COLUMNS, shape.attnum,
 				 "queue_items");
 
-	shape.estate = CreateExecutorState();
 	index_oids = RelationGetIndexList(rel);
 	shape.nindexes = list_length(index_oids);
-	shape.indexes = palloc0(sizeof(QueueIndex) * shape.nindexes);
+	shape.index_oids = palloc0(sizeof(Oid) * shape.nindexes);
 	foreach(lc, index_oids)
-	{
-		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
-		QueueIndex *qi = &shape.indexes[i++];
-
-		qi->oid = RelationGetRelid(index);
-		qi->info = BuildIndexInfo(index);
-		if (qi->oid == shape.key_index_oid)
-			check_key_index(index);
-		if (qi->info->ii_Predicate != NIL)
-			qi->predicate = ExecPrepareQual(qi->info->ii_Predicate, shape.estate);
-		index_close(index, NoLock);
-	}
+		shape.index_oids[i++] = lfirst_oid(lc);
 
 	shape.found = MakeSingleTupleTableSlot(shape.desc, table_slot_callbacks(rel));
 	shape.probe = MakeSingleTupleTableSlot(shape.desc, table_slot_callbacks(rel));
@@ -231,7 +214,13 @@ build_shape(Relation rel)
 QueueStore *
 queue_store_open(void)
 {
+	/* what a use allocates goes with it (the worker opens one per commit) */
+	MemoryContext mcxt = AllocSetContextCreate(CurrentMemoryContext, "campus_sync queue use",
+											   ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
 	QueueStore *store = palloc0(sizeof(QueueStore));
+
+	store->mcxt = mcxt;
 
 	if (!callback_registered)
 	{
@@ -249,30 +238,31 @@ queue_store_open(void)
 							RowExclusiveLock);
 
 	/*
-	 * Every index is opened now, for the whole use: an open index's relcache
-	 * entry is never freed, and the shape's IndexInfos point into it (BRIN's
-	 * ii_AmCache keeps the index's Relation and TupleDesc).  Opening an index
-	 * can take in invalidations that change it (ANALYZE, ALTER INDEX): then
-	 * the shape is built again, from the entries now open.
+	 * Every index is opened now, for the whole use, with its IndexInfo (the
+	 * executor's, made from the entries now open).  Opening an index can
+	 * take in invalidations that change the queue (ALTER EXTENSION UPDATE):
+	 * then the shape is built again and the indexes opened again.
 	 */
+	store->estate = CreateExecutorState();
+	store->rri = makeNode(ResultRelInfo);
 	for (;;)
 	{
 		if (!shape.valid || shape.rel_oid != RelationGetRelid(store->rel))
 			build_shape(store->rel);
-		store->indexes = palloc0(sizeof(Relation) * shape.nindexes);
-		for (int i = 0; i < shape.nindexes; i++)
-			store->indexes[i] = index_open(shape.indexes[i].oid, RowExclusiveLock);
+		InitResultRelInfo(store->rri, store->rel, 0, NULL, 0);
+		ExecOpenIndices(store->rri, false);
 		if (shape.valid)
 			break;
-		for (int i = 0; i < shape.nindexes; i++)
-			index_close(store->indexes[i], NoLock);
-		pfree(store->indexes);
+		ExecCloseIndices(store->rri);
 	}
 	store->shape = &shape;
-	for (int i = 0; i < shape.nindexes; i++)
-		if (shape.indexes[i].oid == shape.key_index_oid)
-			store->key_index = store->indexes[i];
-	store->estate = shape.estate;
+	for (int i = 0; i < store->rri->ri_NumIndices; i++)
+		if (RelationGetRelid(store->rri->ri_IndexRelationDescs[i]) == shape.key_index_oid)
+			store->key_index = store->rri->ri_IndexRelationDescs[i];
+	if (store->key_index == NULL)
+		elog(ERROR, "campus_sync.queue_items_key is not among the queue's indexes");
+	check_key_index(store->key_index);
+	MemoryContextSwitchTo(old);
 	store->found = shape.found;
 	store->probe = shape.probe;
 	store->row = shape.row;
@@ -288,39 +278,19 @@ queue_store_close(QueueStore *store)
 	ExecClearTuple(store->found);
 	ExecClearTuple(store->probe);
 	ExecClearTuple(store->row);
-	for (int i = 0; i < store->shape->nindexes; i++)
-		index_close(store->indexes[i], NoLock);
+	ExecCloseIndices(store->rri);
+	FreeExecutorState(store->estate);
 	table_close(store->rel, NoLock);
 	store->shape->in_use = false;
-	pfree(store->indexes);
-	pfree(store);
+	MemoryContextDelete(store->mcxt);
 }
 
-/*
- * Adds the row's entries to the indexes whose predicate it satisfies (what
- * ExecInsertIndexTuples does, for a table without expression indexes or
- * exclusion constraints).
- */
+/* Adds the row's index entries, the executor's way. */
 static void
-insert_index_entries(QueueStore *store, TupleTableSlot *slot, bool is_update)
+insert_index_entries(QueueStore *store, TupleTableSlot *slot, CsIndexUpdate update)
 {
-	ExprContext *econtext = GetPerTupleExprContext(store->estate);
-	Datum		values[INDEX_MAX_KEYS];
-	bool		isnull[INDEX_MAX_KEYS];
-
-	econtext->ecxt_scantuple = slot;
-	for (int i = 0; i < store->shape->nindexes; i++)
-	{
-		QueueIndex *qi = &store->shape->indexes[i];
-
-		if (qi->predicate && !ExecQual(qi->predicate, econtext))
-			continue;
-		FormIndexDatum(qi->info, slot, store->estate, values, isnull);
-		index_insert(store->indexes[i], values, isnull, &slot->tts_tid, store->rel,
-					 qi->info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-					 is_update, qi->info);
-	}
-	ResetExprContext(econtext);
+	list_free(cs_insert_index_tuples(store->rri, slot, store->estate, update));
+	ResetPerTupleExprContext(store->estate);
 }
 
 void
@@ -396,13 +366,12 @@ copy_found_to_row(QueueStore *store)
 void
 update_row(QueueStore *store, ItemPointer tid)
 {
-	bool		update_indexes;
+	CsIndexUpdate update;
 
 	ExecStoreVirtualTuple(store->row);
-	simple_table_tuple_update(store->rel, tid, store->row, GetActiveSnapshot(),
-							  &update_indexes);
-	if (update_indexes)
-		insert_index_entries(store, store->row, true);
+	update = cs_simple_update(store->rel, tid, store->row, GetActiveSnapshot());
+	if (update != CS_INDEX_NONE)
+		insert_index_entries(store, store->row, update);
 }
 
 /* The scan key of the key index for one person. */
@@ -494,7 +463,7 @@ queue_store_put_many(QueueStore *store, QueueRow *rows, int n)
 		table_multi_insert(store->rel, sh->batch, count, cid, 0, bistate);
 		for (int i = 0; i < count; i++)
 		{
-			insert_index_entries(store, sh->batch[i], false);
+			insert_index_entries(store, sh->batch[i], CS_INDEX_INSERT);
 			ExecClearTuple(sh->batch[i]);
 		}
 		MemoryContextSwitchTo(old);

@@ -11,6 +11,8 @@
 
 #include "postgres.h"
 
+#include "nodes/execnodes.h"
+
 #include "access/skey.h"
 #include "access/xlogdefs.h"
 #include "executor/executor.h"
@@ -49,10 +51,11 @@ typedef enum QueueColumn
 typedef struct QueueStore
 {
 	struct QueueShape *shape;
+	MemoryContext mcxt;			/* the use's allocations */
 	Relation	rel;
-	Relation	key_index;		/* queue_items_key (person_key) */
-	Relation   *indexes;		/* every index, as in shape->indexes */
-	EState	   *estate;
+	Relation	key_index;		/* queue_items_key (server_oid, person_key) */
+	ResultRelInfo *rri;			/* its indexes, opened by the executor */
+	EState	   *estate;			/* this use's, for the index entries */
 	TupleTableSlot *found;		/* a tuple read from the table */
 	TupleTableSlot *probe;		/* another one, read while found is in use */
 	TupleTableSlot *row;		/* the tuple to insert or update */

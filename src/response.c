@@ -22,6 +22,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "compat.h"
 #include "response.h"
 #include "secrets.h"
 
@@ -78,8 +79,7 @@ is_valid_json(const char *text)
 
 	if (!depth_ok(text))
 		return false;
-	lex = makeJsonLexContextCstringLen((char *) text, strlen(text),
-									   GetDatabaseEncoding(), true);
+	lex = cs_json_lexer(text, GetDatabaseEncoding());
 	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
 }
 
@@ -94,31 +94,35 @@ typedef struct RedactState
 	StringInfoData out;
 } RedactState;
 
-static void
+static CS_JSON_ACTION
 redact_object_start(void *arg)
 {
 	appendStringInfoChar(&((RedactState *) arg)->out, '{');
+	CS_JSON_ACTION_DONE;
 }
 
-static void
+static CS_JSON_ACTION
 redact_object_end(void *arg)
 {
 	appendStringInfoChar(&((RedactState *) arg)->out, '}');
+	CS_JSON_ACTION_DONE;
 }
 
-static void
+static CS_JSON_ACTION
 redact_array_start(void *arg)
 {
 	appendStringInfoChar(&((RedactState *) arg)->out, '[');
+	CS_JSON_ACTION_DONE;
 }
 
-static void
+static CS_JSON_ACTION
 redact_array_end(void *arg)
 {
 	appendStringInfoChar(&((RedactState *) arg)->out, ']');
+	CS_JSON_ACTION_DONE;
 }
 
-static void
+static CS_JSON_ACTION
 redact_field_start(void *arg, char *fname, bool isnull)
 {
 	StringInfo	out = &((RedactState *) arg)->out;
@@ -128,9 +132,10 @@ redact_field_start(void *arg, char *fname, bool isnull)
 		appendStringInfoChar(out, ',');
 	escape_json(out, secrets_redact(fname));
 	appendStringInfoChar(out, ':');
+	CS_JSON_ACTION_DONE;
 }
 
-static void
+static CS_JSON_ACTION
 redact_element_start(void *arg, bool isnull)
 {
 	StringInfo	out = &((RedactState *) arg)->out;
@@ -138,9 +143,10 @@ redact_element_start(void *arg, bool isnull)
 	(void) isnull;
 	if (out->data[out->len - 1] != '[')
 		appendStringInfoChar(out, ',');
+	CS_JSON_ACTION_DONE;
 }
 
-static void
+static CS_JSON_ACTION
 redact_scalar(void *arg, char *token, JsonTokenType tokentype)
 {
 	StringInfo	out = &((RedactState *) arg)->out;
@@ -149,6 +155,7 @@ redact_scalar(void *arg, char *token, JsonTokenType tokentype)
 		escape_json(out, secrets_redact(token));
 	else
 		appendStringInfoString(out, token);
+	CS_JSON_ACTION_DONE;
 }
 
 /*
@@ -180,8 +187,7 @@ redact_json(const char *text)
 	sem.object_field_start = redact_field_start;
 	sem.array_element_start = redact_element_start;
 	sem.scalar = redact_scalar;
-	lex = makeJsonLexContextCstringLen((char *) text, strlen(text),
-									   GetDatabaseEncoding(), true);
+	lex = cs_json_lexer(text, GetDatabaseEncoding());
 	if (pg_parse_json(lex, &sem) == JSON_SUCCESS)
 		result = MemoryContextStrdup(caller, state.out.data);
 	MemoryContextSwitchTo(caller);

@@ -33,6 +33,7 @@
 #include "utils/jsonb.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "payload.h"
 #include "target.h"
 
@@ -678,7 +679,7 @@ target_load(const char *server_name, Jsonb *call_options, ServiceKind expected,
 				 errmsg("server \"%s\" does not belong to the campus_sync foreign-data wrapper",
 						server_name)));
 	if (OidIsValid(check_usage_role) &&
-		pg_foreign_server_aclcheck(server->serverid, check_usage_role,
+		cs_server_aclcheck(server->serverid, check_usage_role,
 								   ACL_USAGE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -30,6 +30,7 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "worker_state.h"
 
 #define ERROR_TEXT_MAX 1024
@@ -115,7 +116,7 @@ worker_state_started(void)
 {
 	SpinLockAcquire(&shared->mutex);
 	shared->pid = MyProcPid;
-	shared->pgprocno = MyProc->pgprocno;
+	shared->pgprocno = cs_my_procno();
 	shared->database = MyDatabaseId;
 	shared->activity = WORKER_STARTING;
 	shared->wake_pending = true;	/* look at the queue at once */
