@@ -19,6 +19,7 @@
 #include "executor/executor.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/wait_event.h"
 
 #if PG_VERSION_NUM < 150000 || PG_VERSION_NUM >= 190000
 #error "campus_sync builds against PostgreSQL 15 to 18"
@@ -115,6 +116,24 @@ cs_my_procno(void)
 	return GetNumberFromPGProc(MyProc);
 #else
 	return MyProc->pgprocno;
+#endif
+}
+
+/*
+ * 17: an extension's waits may have names of their own in pg_stat_activity
+ * (wait_event); before, every one is "Extension".  *id caches the number.
+ */
+static inline uint32
+cs_wait_event(uint32 *id, const char *name)
+{
+#if PG_VERSION_NUM >= 170000
+	if (*id == 0)
+		*id = WaitEventExtensionNew(name);
+	return *id;
+#else
+	(void) id;
+	(void) name;
+	return PG_WAIT_EXTENSION;
 #endif
 }
 

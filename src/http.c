@@ -23,6 +23,7 @@
 #include "storage/pmsignal.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "http.h"
 #include "secrets.h"
 
@@ -451,6 +452,9 @@ check_multi(CURLMcode rc)
  *		A signal (query cancel) ends the wait early; postmaster death ends
  *		the process.
  */
+/* waiting for the remote's answers (its name in pg_stat_activity from 17) */
+static uint32 remote_wait_event = 0;
+
 int
 http_wait(int timeout_ms)
 {
@@ -463,7 +467,7 @@ http_wait(int timeout_ms)
 	n = collect_done();
 	if (n == 0 && running > 0 && timeout_ms > 0)
 	{
-		pgstat_report_wait_start(PG_WAIT_EXTENSION);
+		pgstat_report_wait_start(cs_wait_event(&remote_wait_event, "CampusSyncRemote"));
 		check_multi(curl_multi_poll(multi, NULL, 0, timeout_ms, NULL));
 		pgstat_report_wait_end();
 		/* the worker, or a long deliver(), must not outlive the server */

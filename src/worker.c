@@ -36,6 +36,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "campus_sync.h"
 #include "deliver.h"
 #include "target.h"
@@ -69,6 +70,10 @@ worker_register(void)
 	strlcpy(worker.bgw_type, "campus_sync worker", BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
 }
+
+/* idle on its latch, or pausing after an error (names in pg_stat_activity from 17) */
+static uint32 idle_wait_event = 0;
+static uint32 pause_wait_event = 0;
 
 /*
  * Logs a change of what the worker waits for once, not at every poll.
@@ -202,7 +207,8 @@ sleep_until_woken(void)
 	if (worker_state_take_wake())
 		return;
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 campus_sync_poll_interval_ms, PG_WAIT_EXTENSION);
+					 campus_sync_poll_interval_ms,
+					 cs_wait_event(&idle_wait_event, "CampusSyncWorkerIdle"));
 	ResetLatch(MyLatch);
 }
 
@@ -224,7 +230,7 @@ pause_after_error(void)
 		if (ms <= 0)
 			return;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ms, PG_WAIT_EXTENSION);
+						 ms, cs_wait_event(&pause_wait_event, "CampusSyncWorkerPause"));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -192,13 +192,22 @@ cs_setup() {
 # log for every test secret.  Returns non-zero when any failed.
 cs_run_suites() {
   local status=0
-  cs_log "pg_regress suite (PostgreSQL $CS_PG_MAJOR)"
+  cs_log "pg_regress suite (PostgreSQL $CS_PG_MAJOR: offline)"
   if ! make -C "$CS_ROOT" -s installcheck PG_CONFIG=$PG_BIN/pg_config; then
     [ -f "$CS_ROOT/regression.diffs" ] && cat "$CS_ROOT/regression.diffs"
     status=1
     cs_result pg_regress FAIL
   else
     cs_result pg_regress ok
+  fi
+
+  cs_log "pg_regress online suite (PostgreSQL $CS_PG_MAJOR: sends to the mock APIs)"
+  if ! make -C "$CS_ROOT" -s installcheck-online PG_CONFIG=$PG_BIN/pg_config; then
+    [ -f "$CS_ROOT/test/regress_online/regression.diffs" ] && cat "$CS_ROOT/test/regress_online/regression.diffs"
+    status=1
+    cs_result pg_regress_online FAIL
+  else
+    cs_result pg_regress_online ok
   fi
 
   # the mock does not depend on the server: once per run is enough

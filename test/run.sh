@@ -7,8 +7,10 @@
 # integration suites (test/integration/), then checks that no secret
 # reached a server log.  For CS_PG_HEADER_VERSIONS (default "17": headers,
 # no server that runs here) it compiles against the headers
-# (test/build_against.sh).  Prints a version x suite table; exits non-zero
-# when anything fails.  Needs root (apt-get, make install) or sudo.
+# (test/build_against.sh).  Then it builds the Debian package and runs
+# installcheck against it (test/package.sh; CS_SKIP_PACKAGE=1 skips).
+# Prints a version x suite table; exits non-zero when anything fails.
+# Needs root (apt-get, make install) or sudo.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -40,6 +42,16 @@ for version in ${CS_PG_HEADER_VERSIONS-17}; do
     status=1
   fi
 done
+
+# the Debian package, built and installed, passes installcheck (15)
+if [ -z "${CS_SKIP_PACKAGE:-}" ]; then
+  if CS_PG_MAJOR=15 "$CS_ROOT/test/package.sh"; then
+    echo "15 debian_package ok" >>"$CS_RESULTS"
+  else
+    echo "15 debian_package FAIL" >>"$CS_RESULTS"
+    status=1
+  fi
+fi
 
 cs_log "results"
 "$SYS_PYTHON" - "$CS_RESULTS" <<'PY'
