@@ -38,6 +38,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "lock_keys.h"
 #include "cloudcard_auth.h"
 #include "http.h"
 #include "response.h"
@@ -49,8 +50,6 @@
 #define DEFAULT_LIFETIME_S (11 * 3600)
 /* a backend's logouts as it exits: never long */
 #define LOGOUT_TIMEOUT_MS 2000
-/* the advisory lock class of a mapping's exchange ("CSYT") */
-#define EXCHANGE_LOCK_CLASS 0x43535954
 
 /* This backend's copy of a mapping's token. */
 typedef struct SessionToken
@@ -452,7 +451,7 @@ shared_session_token(SyncTarget *target, TargetSecret *secret, SessionToken *ent
 	if (take_shared(entry))
 		return true;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, EXCHANGE_LOCK_CLASS, secret->umid, 1);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, EXCHANGE_LOCK_CLASS, secret->umid, EXCHANGE_LOCK_SUBID);
 	(void) LockAcquire(&tag, ExclusiveLock, true, false);
 	PG_TRY();
 	{

@@ -46,6 +46,7 @@
 #include "utils/timestamp.h"
 
 #include "campus_sync.h"
+#include "lock_keys.h"
 #include "deliver.h"
 #include "health.h"
 #include "http.h"
@@ -60,12 +61,6 @@
 #define HEALTH_SAVE_INTERVAL_MS 1000
 /* the worker: purge delivered items at most this often (it scans the queue) */
 #define PURGE_INTERVAL_S 60
-
-/* The advisory lock every deliverer holds (see the queue view). */
-#define DELIVERER_LOCK_CLASS 0x43535943	/* "CSYC" */
-#define DELIVERER_LOCK_OBJID 1
-#define DELIVERER_LOCK_SUBID 7
-#define MOVER_LOCK_SUBID 8
 
 typedef struct ServerRun ServerRun;
 

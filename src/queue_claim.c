@@ -43,6 +43,7 @@
 #include "utils/snapmgr.h"
 
 #include "compat.h"
+#include "lock_keys.h"
 #include "queue_store.h"
 
 /* One item of the person being looked at. */
@@ -98,9 +99,6 @@ person_add(QueueStore *store, PersonItems *p, TupleTableSlot *slot)
 															 &isnull));
 }
 
-/* The advisory lock that holds a person: "CSYC", server, key hash, 9. */
-#define PERSON_LOCK_CLASS 0x43535943
-#define PERSON_LOCK_SUBID 9
 
 static void
 person_locktag(LOCKTAG *tag, Oid server_oid, uint32 person_lock)

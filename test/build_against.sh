@@ -11,24 +11,17 @@
 set -euo pipefail
 major=${1:?usage: test/build_against.sh <major> [suite]}
 suite=${2:-trixie}
-root=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
+root=$CS_ROOT
 cache=${CS_CACHE_DIR:-/var/cache/campus_sync}
 headers=$cache/headers-$major
 include=$headers/usr/include/postgresql/$major/server
 
 if [ ! -f "$include/pg_config.h" ]; then
-  mirror=$( { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}';
-              grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'; } |
-            grep -v -- '-security' | grep -m1 '/debian/\?$' || true)
-  [ -n "$mirror" ] || { echo "no Debian mirror found in the machine's apt sources" >&2; exit 1; }
   apt_dir=$cache/apt-$suite
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$headers"
-  echo "deb $mirror $suite main" >"$apt_dir/sources.list"
-  apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-            -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache::Archives=$apt_dir/archives"
-            -o APT::Sandbox::User=root)
-  apt-get "${apt_opts[@]}" -qq update
-  (cd "$apt_dir" && apt-get "${apt_opts[@]}" -qq download "postgresql-server-dev-$major" >/dev/null)
+  mkdir -p "$headers"
+  cs_private_apt "$apt_dir" "deb $(cs_debian_mirror) $suite main"
+  (cd "$apt_dir" && apt-get "${CS_APT_OPTS[@]}" -qq download "postgresql-server-dev-$major" >/dev/null)
   dpkg -x "$apt_dir"/postgresql-server-dev-"$major"_*.deb "$headers"
 fi
 

@@ -46,9 +46,33 @@ cs_ensure_packages() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     cs_log "installing Debian packages: ${missing[*]}"
-    as_root apt-get update -qq
+    as_root apt-get update -qq >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+# The Debian archive the machine's own apt sources name (read from them;
+# no registry's host name is written in the repository).
+cs_debian_mirror() {
+  local mirror
+  mirror=$( { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}';
+              grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'; } |
+            grep -v -- '-security' | grep -m1 '/debian/\?$' || true)
+  [ -n "$mirror" ] || { echo "no Debian mirror found in the machine's apt sources" >&2; return 1; }
+  echo "$mirror"
+}
+
+# An apt configuration of our own in directory $1 whose only source is the
+# line $2 (the machine's sources are not changed); sets CS_APT_OPTS for
+# apt-get and updates its lists.
+cs_private_apt() {
+  local dir=$1
+  mkdir -p "$dir/lists/partial" "$dir/archives/partial"
+  echo "$2" >"$dir/sources.list"
+  CS_APT_OPTS=(-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+               -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache::Archives=$dir/archives"
+               -o APT::Sandbox::User=root)
+  apt-get "${CS_APT_OPTS[@]}" -qq update >&2
 }
 
 # Builds with -Werror (a warning fails the build) and installs.

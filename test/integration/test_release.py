@@ -1,6 +1,7 @@
-"""The release's version in one place: META.json, CHANGELOG.md and the
-install script follow campus_sync.control's default_version, and the
-upgrade chain reaches it."""
+"""What must agree across files: META.json, CHANGELOG.md and the install
+script follow campus_sync.control's default_version, the upgrade chain
+reaches it, and the SQL that finds the deliverer lock uses src/lock_keys.h's
+numbers."""
 import json
 import os
 import re
@@ -39,3 +40,13 @@ class ReleaseTest(unittest.TestCase):
             version = steps[version]
             reached.add(version)
         self.assertIn(self.version, reached)
+
+    def test_deliverer_xids_uses_the_lock_keys_of_the_c_code(self):
+        keys = {m.group(1): int(m.group(2), 0) for m in
+                re.finditer(r"^#define (\w+) (0x[0-9A-Fa-f]+|\d+)", read("src/lock_keys.h"), re.M)}
+        sql = read(f"campus_sync--{self.version}.sql")
+        body = sql[sql.index("CREATE FUNCTION campus_sync.deliverer_xids()"):]
+        body = body[:body.index("$$;")]
+        self.assertEqual(int(re.search(r"d\.classid = (\d+)", body).group(1)), keys["CAMPUS_SYNC_LOCK_CLASS"])
+        self.assertEqual(int(re.search(r"d\.objid = (\d+)", body).group(1)), keys["DELIVERER_LOCK_OBJID"])
+        self.assertEqual(int(re.search(r"d\.objsubid = (\d+)", body).group(1)), keys["DELIVERER_LOCK_SUBID"])
