@@ -3,7 +3,10 @@
 
 Python 3 standard library only.  One process serves both vendor APIs (their
 paths do not collide) plus a separate control listener that tests use to
-inspect what the client sent and to inject faults.
+inspect what the client sent and to inject faults.  This file is the entry
+point (command line, HTTP server, control API, recorder, fault rules and
+config); the vendors are played by mock_opscom.py and mock_cloudcard.py,
+with helpers both share in mock_common.py (all next to this file).
 
 Command line
 ------------
@@ -196,13 +199,11 @@ is 404, POST /person with its email 400 "Person already exists", and PUT
 
 import argparse
 import base64
-import datetime
 import http.server
 import json
 import math
 import os
 import re
-import secrets
 import signal
 import socket
 import ssl
@@ -212,175 +213,72 @@ import time
 import urllib.parse
 import zlib
 
+import mock_cloudcard
+import mock_opscom
+from mock_cloudcard import SEED_TYPES, CloudCardError
+from mock_common import Response, Request, dumps, parse_bool_param, parse_json
+
+# --------------------------------------------------------------------------
+# The vendor services
+# --------------------------------------------------------------------------
+
+# Every vendor service the API listener serves, registered here only: its
+# name (the Mock attribute: mock.cloudcard, mock.opscom), its module, its
+# service class (built as cls(config, recorder), with reset(),
+# front_door(req) and handle(req): see Mock.dispatch) and the raw path
+# prefixes it serves (a prefix matches the path itself and every path
+# under it; None: every path no other service serves).  Each module also
+# has the dicts CONFIG_DEFAULTS, CONFIG_REALISTIC, CONFIG_TYPES and
+# CONFIG_RANGES of its /_mock/config switches, merged in this order (so
+# the ranges of CloudCard's switches are checked before OPS-COM's).
+SERVICES = (
+    ("cloudcard", mock_cloudcard, mock_cloudcard.CloudCard, None),
+    ("opscom", mock_opscom, mock_opscom.OpsCom,
+     (mock_opscom.OPSCOM_PREFIX,)),
+)
+
+
+def merged(attribute):
+    """One dict from the attribute of every service module, in order."""
+    answer = {}
+    for _, module, _, _ in SERVICES:
+        answer.update(getattr(module, attribute))
+    return answer
+
+
 # --------------------------------------------------------------------------
 # Defaults
 # --------------------------------------------------------------------------
 
-DEFAULT_CONFIG = {
-    "opscom_tokens": ["opscom-test-token-0123456789"],
-    "login_sources": ["BANNER", "OPSCOM"],
-    "cloudcard_pats": ["pat-test-0123456789abcdef"],
-    "cloudcard_auth_tokens": ["cc-static-token-0123456789"],
-    "session_ttl_s": 43200,  # CloudCard session tokens live 12 hours
-    "opscom_require_names_on_create": True,
-    "cloudcard_put_body": True,
-    "session_token_prefix": "",
-    # Closer to the real services (see "Realistic switches" above); the
-    # defaults keep the mock as it was, (R) marks the `realistic` preset.
-    "cloudcard_api_prefix": False,            # (R) True
-    "cloudcard_create_empty_body": False,     # (R) True
-    "cloudcard_expired_status": 401,          # (R) 403
-    "cloudcard_pat_max_uses": None,           # unlimited
-    "cloudcard_deprecated_endpoints": True,   # (R) False
-    "cloudcard_deprecated_status": 403,
-    "cloudcard_with_links": False,            # (R) True
-    "cloudcard_reject_encoded_slash": False,  # (R) True
-    "opscom_error_status": 200,               # (R) 400
-    "opscom_reference_id_string": False,      # (R) True
-    "opscom_user_type_ids_string": False,     # (R) True
-}
+# The order of the keys in the /_mock/config answer (a switch missing here
+# goes at the end).
+CONFIG_ORDER = (
+    "opscom_tokens", "login_sources", "cloudcard_pats",
+    "cloudcard_auth_tokens", "session_ttl_s",
+    "opscom_require_names_on_create", "cloudcard_put_body",
+    "session_token_prefix", "cloudcard_api_prefix",
+    "cloudcard_create_empty_body", "cloudcard_expired_status",
+    "cloudcard_pat_max_uses", "cloudcard_deprecated_endpoints",
+    "cloudcard_deprecated_status", "cloudcard_with_links",
+    "cloudcard_reject_encoded_slash", "opscom_error_status",
+    "opscom_reference_id_string", "opscom_user_type_ids_string",
+)
+
+# Every switch with its default (see "Realistic switches" above for the
+# `realistic` preset).
+_DEFAULTS = merged("CONFIG_DEFAULTS")
+DEFAULT_CONFIG = {name: _DEFAULTS[name] for name in CONFIG_ORDER
+                  if name in _DEFAULTS}
+DEFAULT_CONFIG.update(_DEFAULTS)    # switches missing from CONFIG_ORDER
 
 # What `realistic: true` sets (and `realistic: false` puts back to the
 # DEFAULT_CONFIG values).
-REALISTIC_CONFIG = {
-    "cloudcard_api_prefix": True,
-    "cloudcard_create_empty_body": True,
-    "cloudcard_expired_status": 403,
-    "cloudcard_deprecated_endpoints": False,
-    "cloudcard_with_links": True,
-    "cloudcard_reject_encoded_slash": True,
-    "opscom_error_status": 400,
-    "opscom_reference_id_string": True,
-    "opscom_user_type_ids_string": True,
-}
-
-OPSCOM_FIRST_REFERENCE_ID = 44   # the value shown in the vendor's example
-CLOUDCARD_FIRST_PERSON_ID = 1001
-LOGIN_LINK = "https://app.cloudcard.test/#/login?access_token="
-# What the servlet container in front of CloudCard answers for a %2F.
-SERVLET_400_HTML = ("<html><body><h1>HTTP Status 400 \u2013 Bad Request"
-                    "</h1></body></html>")
-
-OPSCOM_USER_TYPES = [
-    {"id": 6, "type_name": "Student", "ext_info": None},
-    {"id": 7, "type_name": "Staff", "ext_info": "union"},
-    {"id": 8, "type_name": "Faculty", "ext_info": None},
-]
+REALISTIC_CONFIG = merged("CONFIG_REALISTIC")
 
 # A base URL ending in /api plus paths that start with /api again.
 API_API = "/api/api/"
 
 SERVE_POLL_S = 0.05   # serve_forever poll: keeps shutdown()/down fast
-
-
-# --------------------------------------------------------------------------
-# Small helpers
-# --------------------------------------------------------------------------
-
-def dumps(obj, ascii_only=False):
-    """Single-line JSON as UTF-8 bytes."""
-    if not ascii_only:
-        try:
-            return json.dumps(obj, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:   # lone surrogate from a \ud800 escape
-            pass
-    return json.dumps(obj).encode("ascii")
-
-
-def _reject_constant(name):
-    raise ValueError("non-standard JSON constant " + name)
-
-
-def parse_json(raw):
-    """Parse strict JSON from bytes; raise ValueError when it is not."""
-    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-
-
-def is_json_content_type(value):
-    """True for application/json, parameters such as charset allowed."""
-    return (value or "").split(";")[0].strip().lower() == "application/json"
-
-
-def status_phrase(status):
-    """"Unauthorized" for 401, "Forbidden" for 403, ..."""
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-def utc_iso(epoch):
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
-DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-DIGITS_RE = re.compile(r"[0-9]+")
-TWO_LETTERS_RE = re.compile(r"[A-Za-z]{2}")
-
-
-def looks_like_email(value):
-    return isinstance(value, str) and EMAIL_RE.fullmatch(value) is not None
-
-
-def is_real_date(value):
-    if DATE_RE.fullmatch(value) is None:
-        return False
-    try:
-        datetime.date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-def parse_bool_param(value, default):
-    """Query flag as the vendors read it: absent -> default."""
-    if value is None:
-        return default
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ValueError(value)
-
-
-class Response:
-    """What a handler answers: status, JSON-able payload or raw bytes."""
-
-    def __init__(self, status, payload=None, raw=None, headers=None,
-                 content_type="application/json", writer=None):
-        self.status = status
-        self.writer = writer      # writes the answer itself (hostile modes)
-        self.headers = dict(headers or {})
-        if raw is not None:
-            self.body = raw
-        elif payload is not None:
-            self.body = dumps(payload, ascii_only=True)
-        else:
-            self.body = b""
-        self.content_type = content_type if self.body else None
-
-
-class Request:
-    """One received API request, as the vendor handlers see it."""
-
-    def __init__(self, method, target, headers, body, tls):
-        self.method = method
-        self.path, _, self.query = target.partition("?")
-        self.params = dict(urllib.parse.parse_qsl(self.query,
-                                                  keep_blank_values=True))
-        self.headers = headers          # lower-case name -> value
-        self.body = body                # bytes
-        self.tls = tls
-        try:
-            self.json = parse_json(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def header(self, name):
-        return self.headers.get(name.lower())
 
 
 # --------------------------------------------------------------------------
@@ -582,539 +480,6 @@ class Config:
         return answer
 
 
-# --------------------------------------------------------------------------
-# OPS-COM
-# --------------------------------------------------------------------------
-
-OPSCOM_PREFIX = "/api/OC_TOMA"
-OPSCOM_PUSH = "/api/OC_TOMA/v1/profiles/push"
-OPSCOM_TYPES = "/api/OC_TOMA/v1/profiles/types/list"
-
-# Length limits in characters, from the vendor page.  Checked in this order.
-OPSCOM_MAX_LEN = {
-    "apiToken": 50, "unique_id": 50, "login_source": 20,
-    "first_name": 50, "last_name": 50, "user_name": 50, "email": 100,
-    "city": 50, "city2": 50,
-    "postal_code": 20, "zip": 20, "postal_code2": 20, "zip2": 20,
-    "street2": 20, "phone_cell": 20,
-    "employ_no": 50, "employee_phone": 50,
-    "student_no": 50, "student_phone": 50,
-    "driver_licence_num": 255, "driver_license_num": 255,
-}
-OPSCOM_TWO_LETTERS = ("province", "state", "province2", "state2",
-                      "driver_licence_prov", "driver_license_state")
-OPSCOM_DIGITS = ("user_type_id", "locker_user_type_id")
-OPSCOM_KNOWN = (tuple(OPSCOM_MAX_LEN) + OPSCOM_TWO_LETTERS + OPSCOM_DIGITS
-                + ("street", "date_of_birth"))
-# Required on create only (public error codes 9016-9018).
-OPSCOM_CREATE_REQUIRED = (("email", 9016, "Email is required"),
-                          ("first_name", 9017, "First name is required"),
-                          ("last_name", 9018, "Last name is required"))
-
-
-class OpsComError(Exception):
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def opscom_field_error(name, value):
-    """OpsComError for a bad (string) field value, or None."""
-    limit = OPSCOM_MAX_LEN.get(name)
-    if limit is not None and len(value) > limit:
-        return OpsComError(9030, f"{name} exceeds maximum length of {limit}")
-    if value == "":
-        return None     # empty = no value; format checks do not apply
-    bad = ((name in OPSCOM_TWO_LETTERS
-            and TWO_LETTERS_RE.fullmatch(value) is None)
-           or (name in OPSCOM_DIGITS and DIGITS_RE.fullmatch(value) is None)
-           or (name == "date_of_birth" and not is_real_date(value))
-           or (name == "email" and not looks_like_email(value)))
-    return OpsComError(9033, f"Invalid value for {name}") if bad else None
-
-
-class OpsCom:
-    """OPS-COM push API.  Every error is an ErrorCode body, with HTTP
-    status opscom_error_status (an unknown endpoint: 404)."""
-
-    def __init__(self, config):
-        self.config = config
-        self.lock = threading.Lock()
-        self.reset()
-
-    def reset(self):
-        with self.lock:
-            self.profiles = {}
-            self.next_reference_id = OPSCOM_FIRST_REFERENCE_ID
-
-    def snapshot(self):
-        with self.lock:
-            return json.loads(json.dumps(self.profiles))
-
-    def handle(self, req):
-        if req.method != "POST" or req.path not in (OPSCOM_PUSH, OPSCOM_TYPES):
-            return Response(404, {"ErrorCode": 9000,
-                                  "ErrorMessage": "Unknown endpoint"})
-        try:
-            body = self.authenticate(req)
-            if req.path == OPSCOM_TYPES:
-                return Response(200, {"status": "success",
-                                      "user_types": self.user_types()})
-            return Response(200, self.push(body))
-        except OpsComError as err:
-            return Response(self.config.get("opscom_error_status"),
-                            {"ErrorCode": err.code,
-                             "ErrorMessage": err.message})
-
-    def user_types(self):
-        if not self.config.get("opscom_user_type_ids_string"):
-            return OPSCOM_USER_TYPES
-        return [{**t, "id": str(t["id"])} for t in OPSCOM_USER_TYPES]
-
-    def authenticate(self, req):
-        """Parse the body and check apiToken; returns the body object."""
-        if not is_json_content_type(req.header("content-type")) \
-                or not isinstance(req.json, dict):
-            raise OpsComError(9003, "Unable to parse request")
-        body = req.json
-        token = body.get("apiToken")
-        if token is None or token == "":
-            raise OpsComError(9001, "API token missing")
-        if not isinstance(token, str):
-            raise OpsComError(9033, "Invalid value for apiToken")
-        error = opscom_field_error("apiToken", token)
-        if error:
-            raise error
-        if token not in self.config.get("opscom_tokens"):
-            # The real service echoes the token; the client must redact it.
-            raise OpsComError(9002, f"API token '{token}' has no permission")
-        return body
-
-    def push(self, body):
-        fields = {k: v for k, v in body.items() if k in OPSCOM_KNOWN}
-        for name in OPSCOM_KNOWN:       # values are strings, numbers too
-            if name in fields and not isinstance(fields[name], str):
-                raise OpsComError(9033, f"Invalid value for {name}")
-        if not fields.get("unique_id"):
-            raise OpsComError(9013, "Unique ID is required")
-        source = fields.get("login_source")
-        if not source:
-            raise OpsComError(9014, "Login source is required")
-        if source not in self.config.get("login_sources"):
-            raise OpsComError(9015, f"Login source '{source}' is invalid")
-        for name in OPSCOM_KNOWN:
-            error = name in fields and opscom_field_error(name, fields[name])
-            if error:
-                raise error
-        del fields["apiToken"]
-        pushed = {k: v for k, v in body.items() if k != "apiToken"}
-        return self.store(fields, pushed)
-
-    def store(self, known, pushed):
-        """known: the validated attributes; pushed: the body sans token."""
-        unique_id = known["unique_id"]
-        with self.lock:
-            profile = self.profiles.get(unique_id)
-            if profile is None:
-                if self.config.get("opscom_require_names_on_create"):
-                    for name, code, message in OPSCOM_CREATE_REQUIRED:
-                        if not known.get(name):
-                            raise OpsComError(code, message)
-                profile = {"reference_id": self.next_reference_id,
-                           "fields": {}, "merged": {}, "pushes": 0}
-                self.next_reference_id += 1
-                self.profiles[unique_id] = profile
-            # fields: exactly what the last push sent (unknown keys too),
-            # for assertions on the client; merged: the profile as stored.
-            profile["fields"] = pushed
-            profile["merged"].update(known)
-            profile["pushes"] += 1
-            reference_id = profile["reference_id"]
-        if self.config.get("opscom_reference_id_string"):
-            reference_id = str(reference_id)
-        return {"status": "success", "reference_id": reference_id}
-
-
-# --------------------------------------------------------------------------
-# CloudCard
-# --------------------------------------------------------------------------
-
-CC_BOOL_FIELDS = ("enabled", "additionalPhotoRequired")
-CC_STRING_FIELDS = ("email", "identifier", "cardholderGroupName",
-                    "managerEmail", "managerIdentifier")
-CC_PERSON_FIELDS = CC_BOOL_FIELDS + CC_STRING_FIELDS
-CC_ROLES = ("ROLE_CARDHOLDER", "ROLE_OFFICE", "ROLE_DIRECTOR")
-# Read-only attributes of the person JSON: a client echoing a GET answer
-# back in a PUT must not turn them into custom fields.
-CC_READ_ONLY = ("id", "username", "authorities")
-WITH_LINKS_RE = re.compile(r"/people/([^/]+)/with-links")
-
-
-class CloudCardError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def cc_validate_body(req, nested_custom_fields):
-    """Content-Type / JSON object / field type checks; returns the body."""
-    if not is_json_content_type(req.header("content-type")):
-        raise CloudCardError(415, "Unsupported Media Type: use "
-                                  "application/json")
-    body = req.json
-    if not isinstance(body, dict):
-        raise CloudCardError(400, "Request body must be a JSON object")
-    for name, value in body.items():
-        if name in CC_BOOL_FIELDS or name.startswith("ROLE_"):
-            if name.startswith("ROLE_") and name not in CC_ROLES:
-                raise CloudCardError(400, f"Unknown role {name}")
-            if not isinstance(value, bool):
-                raise CloudCardError(400, f"{name} must be a boolean")
-        elif name in CC_STRING_FIELDS and value is not None \
-                and not isinstance(value, str):
-            raise CloudCardError(400, f"{name} must be a string")
-    if "email" in body and not looks_like_email(body["email"]):
-        raise CloudCardError(400, "email is not a valid email address")
-    if nested_custom_fields and body.get("customFields") is not None \
-            and not isinstance(body["customFields"], dict):
-        raise CloudCardError(400, "customFields must be an object")
-    return body
-
-
-def cc_person_json(person):
-    return {
-        "id": person["id"],
-        "email": person["email"],
-        "username": person["email"],
-        "identifier": person["identifier"],
-        "enabled": person["enabled"],
-        "cardholderGroupName": person["cardholderGroupName"],
-        "additionalPhotoRequired": person["additionalPhotoRequired"],
-        "managerEmail": person["managerEmail"],
-        "managerIdentifier": person["managerIdentifier"],
-        "customFields": dict(person["customFields"]),
-        "authorities": [{"authority": r} for r in sorted(person["roles"])],
-    }
-
-
-def cc_apply_roles(person, body, replace):
-    """ROLE_* booleans grant/revoke; replace drops roles not granted."""
-    granted = {k for k, v in body.items() if k in CC_ROLES and v is True}
-    revoked = {k for k, v in body.items() if k in CC_ROLES and v is False}
-    if replace:
-        person["roles"] = granted
-    else:
-        person["roles"] = (person["roles"] | granted) - revoked
-
-
-class CloudCard:
-    """CloudCard person API with X-Auth-Token authentication."""
-
-    def __init__(self, config, recorder):
-        self.config = config
-        self.recorder = recorder
-        self.lock = threading.RLock()
-        self.reset()
-
-    def reset(self):
-        with self.lock:
-            self.people = {}              # id -> internal person dict
-            self.next_id = CLOUDCARD_FIRST_PERSON_ID
-            self.sessions = {}            # live token -> expiry epoch
-            self.issued = []              # every token, in order
-            self.pat_uses = {}            # PAT -> successful exchanges
-            self.exchanges = 0
-            self.logouts = 0              # every logout answered 204
-            self.logout_all = 0           # ... of which ended all sessions
-
-    def expire_tokens(self):
-        with self.lock:
-            self.sessions = {}
-
-    def session_counts(self):
-        now = time.time()
-        with self.lock:
-            return {"exchanges": self.exchanges, "logouts": self.logouts,
-                    "logout_all": self.logout_all,
-                    "live": sum(1 for expiry in self.sessions.values()
-                                if expiry > now)}
-
-    def snapshot(self):
-        with self.lock:
-            return [cc_person_json(p) for p in self.people.values()]
-
-    def issued_tokens(self):
-        with self.lock:
-            return list(self.issued)
-
-    # -- routing -----------------------------------------------------------
-    def handle(self, req):
-        try:
-            return self.route(req)
-        except CloudCardError as err:
-            return Response(err.status, {"message": err.message})
-
-    def route(self, req):
-        path, method = req.path, req.method
-        # The deprecated endpoint has its /api in both modes.
-        if path == "/api/people" and method == "POST":
-            self.authenticate(req)
-            if not self.config.get("cloudcard_deprecated_endpoints"):
-                raise CloudCardError(
-                    self.config.get("cloudcard_deprecated_status"),
-                    "Deprecated endpoints are disabled for this organization")
-            return self.create_or_update(req)
-        if self.config.get("cloudcard_api_prefix") and \
-                path.startswith("/api/"):
-            path = path[len("/api"):]
-        if path == "/authentication-token" and method == "POST":
-            return self.exchange_token(req)
-        if path == "/person/me/logout" and method == "POST":
-            return self.logout(req)
-        match = WITH_LINKS_RE.fullmatch(path)
-        if match and method == "GET" and \
-                self.config.get("cloudcard_with_links"):
-            self.authenticate(req)
-            return self.with_links(
-                req, urllib.parse.unquote(match.group(1), errors="replace"))
-        key = None
-        if path.startswith("/person/"):
-            key = path[len("/person/"):]
-            # A literal "/" would be a different resource: the client must
-            # percent-encode identifiers and emails in the path.
-            if not key or "/" in key:
-                key = None
-        if key is not None and method in ("GET", "PUT"):
-            self.authenticate(req)
-            person_key = urllib.parse.unquote(key, errors="replace")
-            if method == "GET":
-                return self.get_person(req, person_key)
-            return self.update_person(req, person_key)
-        if path == "/person" and method == "POST":
-            self.authenticate(req)
-            return self.create_person(req)
-        raise CloudCardError(404, "Not Found")
-
-    # -- authentication ----------------------------------------------------
-    def exchange_token(self, req):
-        if not is_json_content_type(req.header("content-type")):
-            raise CloudCardError(415, "Unsupported Media Type: use "
-                                      "application/json")
-        if not isinstance(req.json, dict):
-            raise CloudCardError(400, "Request body must be a JSON object")
-        pat = req.json.get("persistentAccessToken")
-        if not isinstance(pat, str) or pat not in \
-                self.config.get("cloudcard_pats"):
-            raise CloudCardError(401, "Unauthorized")
-        max_uses = self.config.get("cloudcard_pat_max_uses")
-        token = self.config.get("session_token_prefix") + secrets.token_hex(20)
-        expiry = time.time() + self.config.get("session_ttl_s")
-        with self.lock:
-            if max_uses is not None and \
-                    self.pat_uses.get(pat, 0) >= max_uses:
-                raise CloudCardError(401, "Persistent access token has been "
-                                          "used the maximum number of times")
-            self.pat_uses[pat] = self.pat_uses.get(pat, 0) + 1
-            self.exchanges += 1
-            self.sessions[token] = expiry
-            self.issued.append(token)
-        self.recorder.count_token_exchange()
-        return Response(201, {"tokenValue": token,
-                              "expirationDate": utc_iso(expiry)})
-
-    def authenticate(self, req):
-        token = req.header("x-auth-token")
-        if not token:
-            raise CloudCardError(401, "Unauthorized")
-        if token in self.config.get("cloudcard_auth_tokens"):
-            return
-        with self.lock:
-            expiry = self.sessions.get(token)
-        if expiry is None or time.time() >= expiry:
-            # unknown, expired, revoked or logged out; never echo tokens
-            status = self.config.get("cloudcard_expired_status")
-            raise CloudCardError(status, status_phrase(status))
-
-    def logout(self, req):
-        """POST /person/me/logout: {"authenticationToken": t} ends session
-        t; no token in the body (empty, not JSON-typed, key absent, null or
-        "") ends every live session, as CloudCard does for the account."""
-        self.authenticate(req)
-        target = None
-        if req.body.strip() and is_json_content_type(
-                req.header("content-type")):
-            if not isinstance(req.json, dict):
-                raise CloudCardError(400, "Request body must be a JSON "
-                                          "object")
-            target = req.json.get("authenticationToken")
-            if target is not None and not isinstance(target, str):
-                raise CloudCardError(400, "authenticationToken must be a "
-                                          "string")
-        with self.lock:
-            self.logouts += 1
-            if target:
-                self.sessions.pop(target, None)
-            else:
-                self.logout_all += 1
-                self.sessions = {}
-        return Response(204)
-
-    # -- lookups -----------------------------------------------------------
-    def find(self, key, find_by):
-        """Person for key under findBy (id|email|identifier), or None."""
-        with self.lock:
-            if find_by == "id":
-                return self.people.get(int(key)) if DIGITS_RE.fullmatch(key) \
-                    else None
-            for person in self.people.values():
-                if find_by == "email" and person["email"] is not None \
-                        and person["email"].lower() == key.lower():
-                    return person
-                if find_by == "identifier" and person["identifier"] == key:
-                    return person
-        return None
-
-    def find_any(self, body, exclude=None):
-        """Another person sharing body's email or identifier, or None."""
-        for field in ("email", "identifier"):
-            value = body.get(field)
-            if value:
-                person = self.find(value, field)
-                if person is not None and person is not exclude:
-                    return person
-        return None
-
-    @staticmethod
-    def find_by_param(req):
-        find_by = req.params.get("findBy", "id")
-        if find_by not in ("id", "email", "identifier"):
-            raise CloudCardError(400, f"Invalid findBy: {find_by}")
-        return find_by
-
-    @staticmethod
-    def flag(req, name, default):
-        try:
-            return parse_bool_param(req.params.get(name), default)
-        except ValueError:
-            raise CloudCardError(400, f"Invalid value for {name}") from None
-
-    # -- endpoints ---------------------------------------------------------
-    def get_person(self, req, key):
-        person = self.find(key, self.find_by_param(req))
-        if person is None:
-            raise CloudCardError(404, "Not Found")
-        return Response(200, cc_person_json(person))
-
-    def with_links(self, req, key):
-        """GET /people/{key}/with-links: the person and a login link."""
-        with self.lock:
-            person = self.find(key, self.find_by_param(req))
-            if person is None:
-                raise CloudCardError(404, "Not Found")
-            answer = cc_person_json(person)
-        answer["links"] = {"login": LOGIN_LINK + secrets.token_hex(16)}
-        return Response(200, answer)
-
-    def update_person(self, req, key):
-        body = cc_validate_body(req, nested_custom_fields=False)
-        find_by = self.find_by_param(req)
-        replace_roles = self.flag(req, "updateRoles", True)
-        with self.lock:
-            person = self.find(key, find_by)
-            if person is None:
-                raise CloudCardError(404, "Not Found")
-            if self.find_any(body, exclude=person) is not None:
-                raise CloudCardError(400, "Email or identifier already used "
-                                          "by another person")
-            for name, value in body.items():
-                if name in CC_PERSON_FIELDS:
-                    person[name] = value
-                elif not name.startswith("ROLE_") and name not in CC_READ_ONLY:
-                    # Current API: custom fields are top-level keys.
-                    person["customFields"][name] = value
-            cc_apply_roles(person, body, replace_roles)
-            answer = cc_person_json(person)
-        if not self.config.get("cloudcard_put_body"):
-            return Response(202)
-        return Response(202, answer)
-
-    def create_person(self, req):
-        body = cc_validate_body(req, nested_custom_fields=True)
-        self.flag(req, "sendInvitation", True)
-        # renderResource is only read (and checked) in the realistic mode.
-        empty = self.config.get("cloudcard_create_empty_body") and \
-            not self.flag(req, "renderResource", False)
-        with self.lock:
-            if self.find_any(body) is not None:
-                raise CloudCardError(400, "Person already exists")
-            person = self.new_person(body)
-            cc_apply_roles(person, body, replace=False)
-            answer = cc_person_json(person)
-        return Response(201) if empty else Response(201, answer)
-
-    def create_or_update(self, req):
-        """Deprecated POST /api/people; roles are not changed here."""
-        body = cc_validate_body(req, nested_custom_fields=True)
-        allow_update = self.flag(req, "allowUpdate", False)
-        login_link = self.flag(req, "getLoginLink", False)
-        self.flag(req, "sendInvitation", True)
-        with self.lock:
-            person = self.find_any(body)
-            if person is None:
-                person, status = self.new_person(body), 201
-            elif not allow_update:
-                raise CloudCardError(400, "Person already exists")
-            else:
-                self.set_fields(person, body)
-                status = 200
-            answer = cc_person_json(person)
-        if login_link:
-            answer["links"] = {"login": LOGIN_LINK + secrets.token_hex(16)}
-        return Response(status, answer)
-
-    # -- storage -----------------------------------------------------------
-    @staticmethod
-    def set_fields(person, body):
-        """Known fields + nested customFields (create-style bodies)."""
-        for name in CC_PERSON_FIELDS:
-            if name in body:
-                person[name] = body[name]
-        person["customFields"].update(body.get("customFields") or {})
-
-    def new_person(self, body, person_id=None):
-        if not body.get("email") and not body.get("identifier"):
-            raise CloudCardError(400, "email or identifier is required")
-        with self.lock:
-            if person_id is None:
-                person_id = self.next_id
-            self.next_id = max(self.next_id, person_id + 1)
-            person = {"id": person_id, "email": None, "identifier": None,
-                      "cardholderGroupName": None,
-                      "additionalPhotoRequired": False, "enabled": True,
-                      "managerEmail": None, "managerIdentifier": None,
-                      "customFields": {}, "roles": {"ROLE_CARDHOLDER"}}
-            self.set_fields(person, body)
-            self.people[person_id] = person
-            return person
-
-    def seed(self, body):
-        """Control API: store an existing person (no auth, no HTTP checks)."""
-        with self.lock:
-            if self.find_any(body) is not None:
-                raise ValueError("Person already exists")
-            person_id = body.get("id")
-            if person_id is not None and (not isinstance(person_id, int)
-                                          or person_id in self.people):
-                raise ValueError("id must be a free integer")
-            person = self.new_person(body, person_id)
-            roles = body.get("roles")
-            if roles is not None:
-                person["roles"] = set(roles)
-            cc_apply_roles(person, body, replace=False)
-            return cc_person_json(person)
-
 
 # --------------------------------------------------------------------------
 # Control commands
@@ -1186,34 +551,9 @@ BEHAVE_SCHEMA = {"method": "str", "path_prefix": "str", "status": "int",
                  "trickle_body_only": "bool", "gzip_bomb_mb": "int"}
 HOSTILE_KEYS = ("body_base64", "pad_to", "endless", "trickle_ms",
                 "gzip_bomb_mb")
-CONFIG_SCHEMA = {"opscom_tokens": "list", "login_sources": "list",
-                 "cloudcard_pats": "list", "cloudcard_auth_tokens": "list",
-                 "session_ttl_s": "num",
-                 "opscom_require_names_on_create": "bool",
-                 "cloudcard_put_body": "bool", "session_token_prefix": "str",
-                 "realistic": "bool",
-                 "cloudcard_api_prefix": "bool",
-                 "cloudcard_create_empty_body": "bool",
-                 "cloudcard_expired_status": "int",
-                 "cloudcard_pat_max_uses": "int?",
-                 "cloudcard_deprecated_endpoints": "bool",
-                 "cloudcard_deprecated_status": "int",
-                 "cloudcard_with_links": "bool",
-                 "cloudcard_reject_encoded_slash": "bool",
-                 "opscom_error_status": "int",
-                 "opscom_reference_id_string": "bool",
-                 "opscom_user_type_ids_string": "bool"}
+CONFIG_SCHEMA = {"realistic": "bool", **merged("CONFIG_TYPES")}
 # Allowed ranges of the numeric config switches.
-CONFIG_RANGES = {"cloudcard_expired_status": (400, 599),
-                 "cloudcard_deprecated_status": (400, 599),
-                 "cloudcard_pat_max_uses": (0, None),
-                 "opscom_error_status": (200, 599)}
-
-# Seed bodies are free-form; these get the query-string conversions.
-SEED_TYPES = {"id": "int?", "email": "str", "identifier": "str",
-              "enabled": "bool", "additionalPhotoRequired": "bool",
-              "roles": "list", "ROLE_CARDHOLDER": "bool",
-              "ROLE_OFFICE": "bool", "ROLE_DIRECTOR": "bool"}
+CONFIG_RANGES = merged("CONFIG_RANGES")
 
 
 class Control:
@@ -1814,30 +1154,41 @@ class Mock:
         self.verbose = verbose
         self.config = Config()
         self.recorder = Recorder()
-        self.opscom = OpsCom(self.config)
-        self.cloudcard = CloudCard(self.config, self.recorder)
+        self.services = []        # (prefixes, service), as in SERVICES
+        for name, _, cls, prefixes in SERVICES:
+            service = cls(self.config, self.recorder)
+            setattr(self, name, service)      # self.opscom, self.cloudcard
+            self.services.append((prefixes, service))
         self.control = Control(self)
         self.listeners = None
 
+    def service_for(self, path):
+        """The service whose prefix matches path, else the catch-all."""
+        fallback = None
+        for prefixes, service in self.services:
+            if prefixes is None:
+                fallback = service
+            elif any(path == prefix or path.startswith(prefix + "/")
+                     for prefix in prefixes):
+                return service
+        return fallback
+
     def dispatch(self, req):
-        path = req.path
-        opscom = path == OPSCOM_PREFIX or path.startswith(OPSCOM_PREFIX + "/")
-        if not opscom and "%2f" in path.lower() and \
-                self.config.get("cloudcard_reject_encoded_slash"):
-            # CloudCard's servlet container, before CloudCard sees it.
-            return Response(400, raw=SERVLET_400_HTML.encode("utf-8"),
-                            content_type="text/html;charset=utf-8")
-        if API_API in path:
+        service = self.service_for(req.path)
+        # What stands in front of the service (CloudCard's servlet
+        # container) answers first, then the /api/api/ check.
+        response = service.front_door(req)
+        if response is not None:
+            return response
+        if API_API in req.path:
             return Response(404, {"message": "Not Found"})
-        if opscom:
-            return self.opscom.handle(req)
-        return self.cloudcard.handle(req)
+        return service.handle(req)
 
     def reset(self):
         self.recorder.reset()
         self.config.reset()
-        self.opscom.reset()
-        self.cloudcard.reset()
+        for _, service in self.services:
+            service.reset()
         self.listeners.up()       # a test that left the API down is undone
 
 
@@ -1908,3 +1259,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
