@@ -22,7 +22,7 @@
 # heap-buffer-overflow report, a UBSan signed-overflow report and a backend
 # killed by signal 6, found by the same scans.  Without that, the run fails.
 #
-#   ./test/sanitize.sh                              # about 2.5 minutes
+#   ./test/sanitize.sh                              # about 9 minutes
 #   CS_SANITIZE_SELFCHECK_ONLY=1 ./test/sanitize.sh # the self-check alone
 #   CS_KEEP_RUN_DIR=1 ./test/sanitize.sh            # keeps the reports
 #
