@@ -154,6 +154,9 @@ every default.
         /people/{key}/with-links?findBy=id|email|identifier (authenticated)
         -> 200 the person JSON plus "links": {"login": LOGIN_LINK + 32 hex
         digits}, 404 when unknown.
+  cloudcard_exchange_status (R)  201; R: 200 (200-299): the status of a
+        successful token exchange (the pages say 201; CloudCard's own clients
+        see 200).
   cloudcard_reject_encoded_slash (R)  false; R: true: a raw path (not the
         query) holding %2F or %2f, on any CloudCard path, is answered 400
         text/html;charset=utf-8 "<html><body><h1>HTTP Status 400 \\u2013
@@ -260,7 +263,8 @@ CONFIG_ORDER = (
     "cloudcard_create_empty_body", "cloudcard_expired_status",
     "cloudcard_pat_max_uses", "cloudcard_deprecated_endpoints",
     "cloudcard_deprecated_status", "cloudcard_with_links",
-    "cloudcard_reject_encoded_slash", "opscom_error_status",
+    "cloudcard_reject_encoded_slash", "cloudcard_exchange_status",
+    "opscom_error_status",
     "opscom_reference_id_string", "opscom_user_type_ids_string",
 )
 

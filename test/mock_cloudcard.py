@@ -39,6 +39,7 @@ CONFIG_DEFAULTS = {
     "cloudcard_deprecated_status": 403,
     "cloudcard_with_links": False,            # (R) True
     "cloudcard_reject_encoded_slash": False,  # (R) True
+    "cloudcard_exchange_status": 201,         # (R) 200
 }
 # What `realistic: true` sets.
 CONFIG_REALISTIC = {
@@ -48,6 +49,7 @@ CONFIG_REALISTIC = {
     "cloudcard_deprecated_endpoints": False,
     "cloudcard_with_links": True,
     "cloudcard_reject_encoded_slash": True,
+    "cloudcard_exchange_status": 200,
 }
 # /_mock/config argument types and allowed ranges.
 CONFIG_TYPES = {"cloudcard_pats": "list", "cloudcard_auth_tokens": "list",
@@ -60,10 +62,12 @@ CONFIG_TYPES = {"cloudcard_pats": "list", "cloudcard_auth_tokens": "list",
                 "cloudcard_deprecated_endpoints": "bool",
                 "cloudcard_deprecated_status": "int",
                 "cloudcard_with_links": "bool",
-                "cloudcard_reject_encoded_slash": "bool"}
+                "cloudcard_reject_encoded_slash": "bool",
+                "cloudcard_exchange_status": "int"}
 CONFIG_RANGES = {"cloudcard_expired_status": (400, 599),
                  "cloudcard_deprecated_status": (400, 599),
-                 "cloudcard_pat_max_uses": (0, None)}
+                 "cloudcard_pat_max_uses": (0, None),
+                 "cloudcard_exchange_status": (200, 299)}
 
 # /_mock/cloudcard_seed: bodies are free-form; these get the query-string
 # conversions.
@@ -272,7 +276,8 @@ class CloudCard:
             self.sessions[token] = expiry
             self.issued.append(token)
         self.recorder.count_token_exchange()
-        return Response(201, {"tokenValue": token,
+        return Response(self.config.get("cloudcard_exchange_status"),
+                        {"tokenValue": token,
                               "expirationDate": utc_iso(expiry)})
 
     def authenticate(self, req):

@@ -161,7 +161,9 @@ def opscom_error(client, expected_code, http_status=200, **fields):
 def session_token(client, pat=PAT, path="/authentication-token"):
     status, _, _, answer = client.api("POST", path,
                                       {"persistentAccessToken": pat})
-    expect_eq(status, 201, "token exchange status")
+    # 201 as the pages say, 200 as CloudCard's clients see (the switch)
+    expect_eq(status, client.ok("config")["cloudcard_exchange_status"],
+              "token exchange status")
     return answer["tokenValue"]
 
 
@@ -791,6 +793,7 @@ REALISTIC = {
     "cloudcard_deprecated_endpoints": (True, False),
     "cloudcard_with_links": (False, True),
     "cloudcard_reject_encoded_slash": (False, True),
+    "cloudcard_exchange_status": (201, 200),
     "opscom_error_status": (200, 400),
     "opscom_reference_id_string": (False, True),
     "opscom_user_type_ids_string": (False, True),
@@ -974,6 +977,19 @@ def check_email_only_people(client):
                   (200, "office@example.edu", {"Dept": "X"},
                    seeded["authorities"]), f"found by identifier ({mode})")
         expect_eq(len(client.ok("cloudcard_people")), 1, "still one person")
+
+
+def check_exchange_status(client):
+    for mode, expected in ((False, 201), (True, 200)):
+        client.ok("reset")
+        client.ok("config", realistic=mode)
+        status, _, _, answer = client.api("POST", "/authentication-token",
+                                          {"persistentAccessToken": PAT})
+        expect_eq(status, expected, f"exchange status, realistic={mode}")
+        expect("tokenValue" in answer, "exchange answer", answer)
+    client.ok("reset")
+    expect_config_error(client, "exchange status out of range",
+                        cloudcard_exchange_status=302)
 
 
 def check_expired_status(client):
@@ -1385,7 +1401,7 @@ def check_realistic_preset(client):
     client.ok("config", realistic=True)
     status, _, _, answer = client.api("POST", "/api/authentication-token",
                                       {"persistentAccessToken": PAT})
-    expect_eq(status, 201, "exchange under /api")
+    expect_eq(status, 200, "exchange under /api (200 in the realistic preset)")
     token = answer["tokenValue"]
     status, _, raw, _ = client.api("POST", "/api/person?sendInvitation=false",
                                    {"email": "z@example.edu",
@@ -1494,6 +1510,8 @@ def main():
              check_create_empty_body),
             ("CloudCard person known only by email, both modes",
              check_email_only_people),
+            ("CloudCard token exchange status (201; 200 as its clients see)",
+             check_exchange_status),
             ("CloudCard expired session token status",
              check_expired_status),
             ("CloudCard PAT max uses", check_pat_max_uses),
