@@ -306,7 +306,7 @@ exchange(SyncTarget *target, TargetSecret *secret, char **token_out,
 static void
 logout_session(SyncTarget *target, const char *token)
 {
-	HttpTransfer *t = http_transfer_create(NULL);
+	HttpTransfer *t;
 	StringInfoData body;
 
 	if (token == NULL || token[0] == '\0')
@@ -315,6 +315,8 @@ logout_session(SyncTarget *target, const char *token)
 	appendStringInfoString(&body, "{\"authenticationToken\":");
 	escape_json(&body, token);
 	appendStringInfoChar(&body, '}');
+	/* made last: http_execute frees it if it raises */
+	t = http_transfer_create(NULL);
 	PG_TRY();
 	{
 		http_execute(t, "POST", psprintf("%s/person/me/logout", target->url),

@@ -171,11 +171,20 @@ payload_email(const char *payload)
 
 	if (root == NULL)
 		return NULL;
-	email = cJSON_GetObjectItemCaseSensitive(root, "email");
-	if (cJSON_IsString(email) && email->valuestring[0] != '\0' &&
-		cloudcard_key_error(true, email->valuestring, NULL) == NULL)
-		result = pstrdup(email->valuestring);
-	cJSON_Delete(root);
+	/* copied before any palloc that could raise with root still allocated */
+	PG_TRY();
+	{
+		email = cJSON_GetObjectItemCaseSensitive(root, "email");
+		if (cJSON_IsString(email) && email->valuestring[0] != '\0')
+			result = pstrdup(email->valuestring);
+	}
+	PG_FINALLY();
+	{
+		cJSON_Delete(root);
+	}
+	PG_END_TRY();
+	if (result && cloudcard_key_error(true, result, NULL) != NULL)
+		result = NULL;
 	return result;
 }
 
