@@ -5,36 +5,8 @@ EXTENSION = campus_sync
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(TOP)campus_sync.control)
 
 MODULE_big = campus_sync
-OBJS = \
-	src/campus_sync.o \
-	src/target.o \
-	src/payload.o \
-	src/payload_opscom.o \
-	src/payload_cloudcard.o \
-	src/row_plan.o \
-	src/http.o \
-	src/secrets.o \
-	src/response.o \
-	src/session_share.o \
-	src/cloudcard_auth.o \
-	src/request.o \
-	src/request_opscom.o \
-	src/request_cloudcard.o \
-	src/push.o \
-	src/lookup.o \
-	src/check_server.o \
-	src/queue_store.o \
-	src/queue_claim.o \
-	src/queue_buffer.o \
-	src/queue_move.o \
-	src/inbox.o \
-	src/enqueue.o \
-	src/health.o \
-	src/deliver.o \
-	src/deliver_sql.o \
-	src/trigger_check.o \
-	src/worker_state.o \
-	src/worker.o
+# every C file of src/: a new service is a new file and nothing more here
+OBJS = $(patsubst $(TOP)%.c,%.o,$(sort $(wildcard $(TOP)src/*.c)))
 
 # every install and upgrade script: ALTER EXTENSION ... UPDATE walks the chain
 DATA = $(notdir $(wildcard $(TOP)campus_sync--*.sql))

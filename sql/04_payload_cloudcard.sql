@@ -18,8 +18,10 @@ SELECT campus_sync.cloudcard_payload(c)::text FROM cards_snake c;
 -- custom fields by mapping: {"customFields": {"Field name": "column"}}, added to the json column's
 SELECT campus_sync.cloudcard_payload(c, '{"customFields": {"Class Year": "class_year", "Batch": "identifier"}}')::text
 FROM cards_snake c;
--- the deprecated people API nests them under customFields
-SELECT campus_sync.cloudcard_payload(c, server => 'cloudcard_people')::text FROM cards_snake c;
+-- one form of the body whatever the api (custom fields nested; the update lifts them
+-- to the top level as it is sent): the deprecated people API's server gives the same
+SELECT campus_sync.cloudcard_payload(c, server => 'cloudcard_people') = campus_sync.cloudcard_payload(c)
+  AS same_body FROM cards_snake c;
 -- a json (not jsonb) column works too; custom_fields can be renamed or dropped by the mapping
 SELECT campus_sync.cloudcard_payload(x, '{"customFields": "extra"}')::text
 FROM (SELECT 'i1'::text AS identifier, '{"Dorm": "West"}'::json AS extra) x;

@@ -12,9 +12,9 @@
 #include "utils/guc.h"
 
 #include "campus_sync.h"
-#include "cloudcard_auth.h"
 #include "http.h"
 #include "queue_buffer.h"
+#include "service.h"
 #include "session_share.h"
 #include "worker.h"
 #include "worker_state.h"
@@ -30,7 +30,9 @@ void
 _PG_init(void)
 {
 	http_init();
-	cloudcard_auth_init();
+	for (int i = 0; i < service_count(); i++)
+		if (service_at(i)->init)
+			service_at(i)->init();
 	queue_buffer_init();
 
 	DefineCustomIntVariable("campus_sync.keep_delivered",

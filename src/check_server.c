@@ -29,7 +29,7 @@ PG_FUNCTION_INFO_V1(campus_sync_check_server);
 static void
 check_one(ReturnSetInfo *rsinfo, const char *server_name)
 {
-	SyncTarget *target = target_load(server_name, NULL, SERVICE_ANY, GetUserId());
+	SyncTarget *target = target_load(server_name, NULL, NULL, GetUserId());
 	TargetSecret *secret = target_secret(target, GetUserId(), true);
 	ServerCheck check = {0};
 	Datum		values[5];
@@ -44,7 +44,7 @@ check_one(ReturnSetInfo *rsinfo, const char *server_name)
 							  quote_identifier(server_name));
 	}
 	else
-		service_protocol(target->service)->check(target, secret, &check);
+		target->service->check(target, secret, &check);
 
 	values[0] = DirectFunctionCall1(namein, CStringGetDatum(server_name));
 	values[1] = BoolGetDatum(check.ok);

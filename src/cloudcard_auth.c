@@ -39,6 +39,7 @@
 #include "utils/timestamp.h"
 
 #include "lock_keys.h"
+#include "cloudcard.h"
 #include "cloudcard_auth.h"
 #include "http.h"
 #include "response.h"
@@ -307,10 +308,12 @@ static void
 logout_session(SyncTarget *target, const char *token)
 {
 	HttpTransfer *t;
+	char	   *header;
 	StringInfoData body;
 
 	if (token == NULL || token[0] == '\0')
 		elog(ERROR, "a CloudCard logout needs the session's token");
+	header = cloudcard_auth_header(token);
 	initStringInfo(&body);
 	appendStringInfoString(&body, "{\"authenticationToken\":");
 	escape_json(&body, token);
@@ -320,11 +323,12 @@ logout_session(SyncTarget *target, const char *token)
 	PG_TRY();
 	{
 		http_execute(t, "POST", psprintf("%s/person/me/logout", target->url),
-					 body.data, token, target);
+					 body.data, header, target);
 	}
 	PG_FINALLY();
 	{
 		explicit_bzero(body.data, body.len);
+		explicit_bzero(header, strlen(header));
 	}
 	PG_END_TRY();
 	http_transfer_free(t);
@@ -493,7 +497,7 @@ cloudcard_session_token(SyncTarget *target, TargetSecret *secret,
 
 	memset(failure, 0, sizeof(AuthFailure));
 	*generation = 0;
-	if (secret->kind != SECRET_CLOUDCARD_PAT)
+	if (!cloudcard_uses_pat(secret))
 		return secret->value;
 
 	entry = token_entry(secret->umid);
@@ -527,7 +531,7 @@ cloudcard_token_invalidate(TargetSecret *secret, uint64 generation)
 {
 	SessionToken *entry;
 
-	if (secret->kind != SECRET_CLOUDCARD_PAT)
+	if (!cloudcard_uses_pat(secret))
 		return;
 	entry = token_entry(secret->umid);
 	if (entry->generation != generation || entry->token == NULL)
@@ -579,7 +583,7 @@ check_exchange_failed(SyncTarget *target, AuthFailure *failure, ServerCheck *out
 void
 cloudcard_check(SyncTarget *target, TargetSecret *secret, ServerCheck *out)
 {
-	bool		pat = secret->kind == SECRET_CLOUDCARD_PAT;
+	bool		pat = cloudcard_uses_pat(secret);
 	char	   *session = NULL;
 	char	   *expiration = NULL;
 	const char *token = secret->value;
@@ -588,6 +592,7 @@ cloudcard_check(SyncTarget *target, TargetSecret *secret, ServerCheck *out)
 	ResponseInfo info;
 	char	   *text;
 	char	   *transport = NULL;
+	char	   *header;
 	int			status;
 
 	secrets_remember(secret->value);
@@ -605,7 +610,9 @@ cloudcard_check(SyncTarget *target, TargetSecret *secret, ServerCheck *out)
 	}
 
 	t = http_transfer_create(NULL);
-	http_execute(t, "GET", url, NULL, token, target);
+	header = cloudcard_auth_header(token);
+	http_execute(t, "GET", url, NULL, header, target);
+	explicit_bzero(header, strlen(header));
 	status = (int) t->status;
 	if (t->result != CURLE_OK && !t->response_too_large)
 		transport = http_transport_error(t, target);

@@ -468,12 +468,12 @@ binding_problem(DeliverItem *item)
 {
 	SyncTarget *t = item->server->target;
 
-	if (strcmp(item->service, service_name(t->service)) == 0 &&
+	if (strcmp(item->service, t->service->name) == 0 &&
 		strcmp(item->key_field, target_key_field(t)) == 0)
 		return NULL;
 	return psprintf("not sent: the item was built for service %s keyed by %s, but server \"%s\" is now service %s keyed by %s; queue the person again",
 					item->service, item->key_field, t->server_name,
-					service_name(t->service), target_key_field(t));
+					t->service->name, target_key_field(t));
 }
 
 static void

@@ -65,7 +65,7 @@ deliver_args(FunctionCallInfo fcinfo, const char *what, DeliverArgs *args)
 		args->servers = target_all_servers();
 	else
 		args->servers = list_make1_oid(target_load(NameStr(*PG_GETARG_NAME(0)), NULL,
-												   SERVICE_ANY, InvalidOid)->server_oid);
+												   NULL, InvalidOid)->server_oid);
 }
 
 /*

@@ -46,7 +46,7 @@ queue_row_of(QueueRow *row, SyncTarget *target, const char *enqueued_by, Payload
 	memset(row, 0, sizeof(QueueRow));
 	row->server = target->server_name;
 	row->server_oid = target->server_oid;
-	row->service = service_name(target->service);
+	row->service = target->service->name;
 	row->key_field = target_key_field(target);
 	row->enqueued_by = enqueued_by;
 	row->person_key = payload->person_key;
@@ -86,7 +86,7 @@ campus_sync_enqueue(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("campus_sync.enqueue()");
 	plan = row_plan_get(fcinfo, PG_GETARG_HEAPTUPLEHEADER(1), server_arg(fcinfo, 0),
 						PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), NULL,
-						SERVICE_ANY);
+						NULL);
 	/* no mapping for this role is a configuration error: say so now */
 	(void) target_secret(plan->target, GetUserId(), false);
 
@@ -257,7 +257,7 @@ trigger_target_and_payload(Trigger *tg, Relation rel, SyncTarget **target,
 	context.arg = context_arg;
 	context.previous = error_context_stack;
 	error_context_stack = &context;
-	*target = target_load(tg->tgargs[0], NULL, SERVICE_ANY, rel->rd_rel->relowner);
+	*target = target_load(tg->tgargs[0], NULL, NULL, rel->rd_rel->relowner);
 	*payload = payload_plan_create(*target, RelationGetDescr(rel), mapping);
 	error_context_stack = context.previous;
 }

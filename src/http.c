@@ -303,12 +303,13 @@ check_setopt(CURLcode rc, const char *what)
 /*
  * http_start
  *		Prepares a request and adds it to the multi handle.  body may be
- *		NULL (GET).  On ERROR the transfer stays registered; the caller's
+ *		NULL (GET); header is one more header line ("Name: value", may be
+ *		a secret: the service's credentials) or NULL.  On ERROR the transfer stays registered; the caller's
  *		cleanup (or the abort callback) frees it.
  */
 void
 http_start(HttpTransfer *t, const char *method, const char *url,
-		   const char *body, const char *auth_token, SyncTarget *target)
+		   const char *body, const char *header, SyncTarget *target)
 {
 	CURL	   *e;
 	CURLMcode	mrc;
@@ -337,14 +338,8 @@ http_start(HttpTransfer *t, const char *method, const char *url,
 	if (body)
 		append_header(t, "Content-Type: application/json");
 	append_header(t, "Expect:");	/* no 100-continue round trip */
-	if (auth_token)
-	{
-		char	   *h = psprintf("X-Auth-Token: %s", auth_token);
-
-		append_header(t, h);
-		explicit_bzero(h, strlen(h));
-		pfree(h);
-	}
+	if (header)
+		append_header(t, header);
 
 	check_setopt(curl_easy_setopt(e, CURLOPT_URL, t->url), "url");
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -514,11 +509,11 @@ http_wait_for(HttpTransfer *t)
 /* Runs one request to its end; on ERROR the transfer is freed. */
 void
 http_execute(HttpTransfer *t, const char *method, const char *url,
-			 const char *body, const char *auth_token, SyncTarget *target)
+			 const char *body, const char *header, SyncTarget *target)
 {
 	PG_TRY();
 	{
-		http_start(t, method, url, body, auth_token, target);
+		http_start(t, method, url, body, header, target);
 		http_wait_for(t);
 	}
 	PG_CATCH();

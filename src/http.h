@@ -57,13 +57,13 @@ typedef struct HttpTransfer
 extern void http_init(void);
 extern HttpTransfer *http_transfer_create(void *owner);
 extern void http_start(HttpTransfer *t, const char *method, const char *url,
-					   const char *body, const char *auth_token,
+					   const char *body, const char *header,
 					   SyncTarget *target);
 extern int	http_wait(int timeout_ms);
 extern HttpTransfer *http_next_done(void);
 extern void http_wait_for(HttpTransfer *t);
 extern void http_execute(HttpTransfer *t, const char *method, const char *url,
-						 const char *body, const char *auth_token,
+						 const char *body, const char *header,
 						 SyncTarget *target);
 extern void http_transfer_free(HttpTransfer *t);
 extern void http_free_all(void);

@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * payload.c
- *	  What both services' body builders share: rows, mappings, value
- *	  formatting, validation messages and JSON output.
+ *	  Bodies, whatever the service: a plan (the service's, made once per
+ *	  row type and mapping) and the build of one row; and what every
+ *	  service's builder shares: rows, mappings, value formatting,
+ *	  validation messages and JSON output.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,31 +25,23 @@
 
 #include "payload.h"
 
+/* A plan for rows of desc; raises for a bad mapping. */
 PayloadPlan *
 payload_plan_create(SyncTarget *target, TupleDesc desc, Jsonb *mapping)
 {
 	List	   *entries = mapping_parse(mapping, target->service);
+	PayloadPlan *plan = target->service->plan_create(target, desc, entries);
 
-	if (target->service == SERVICE_OPSCOM)
-		return opscom_plan_create(target, desc, entries);
-	return cloudcard_plan_create(target, desc, entries);
+	plan->service = target->service;
+	plan->target = target;
+	return plan;
 }
 
 void
 payload_build(PayloadPlan *plan, RowValues *row, Payload *out)
 {
 	memset(out, 0, sizeof(Payload));
-	if (plan->service == SERVICE_OPSCOM)
-		opscom_build(plan, row, out);
-	else
-		cloudcard_build(plan, row, out);
-}
-
-bool
-payload_is_api_field(ServiceKind service, const char *name)
-{
-	return service == SERVICE_OPSCOM ? opscom_is_field(name) :
-		cloudcard_is_field(name);
+	plan->service->build(plan, row, out);
 }
 
 void
@@ -77,9 +71,7 @@ payload_error_text(PayloadError *error)
 int *
 payload_source_columns(PayloadPlan *plan, int *n)
 {
-	if (plan->service == SERVICE_OPSCOM)
-		return opscom_source_columns(plan, n);
-	return cloudcard_source_columns(plan, n);
+	return plan->service->source_columns(plan, n);
 }
 
 /* Appends col's attno to the array (sized for all columns of the row). */
@@ -156,11 +148,11 @@ json_value_excerpt(JsonbValue *v)
 /*
  * mapping_parse
  *		The mapping argument as a list of MappingEntry.  Keys must be API
- *		fields; values a column name, null (do not send) or, for CloudCard
- *		customFields, an object of custom field name -> column name.
+ *		fields; values a column name, null (do not send) or, for a field
+ *		the service lets take one, an object of names -> column names.
  */
 List *
-mapping_parse(Jsonb *mapping, ServiceKind service)
+mapping_parse(Jsonb *mapping, const ServiceDescriptor *service)
 {
 	List	   *entries = NIL;
 	JsonbIterator *it;
@@ -190,18 +182,17 @@ mapping_parse(Jsonb *mapping, ServiceKind service)
 		if (tok != WJB_VALUE)
 			continue;
 
-		if (!payload_is_api_field(service, key))
+		if (!service->is_field(key))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("mapping key \"%s\" is not a field of the %s API", key,
-							service == SERVICE_OPSCOM ? "OPS-COM" : "CloudCard"),
+							service->label),
 					 errhint("Keys are API field names and values are column names, as in '{\"%s\": \"your_column\"}'.",
-							 service == SERVICE_OPSCOM ? "unique_id" : "identifier")));
+							 service->example_field)));
 
 		e = palloc0(sizeof(MappingEntry));
 		e->field = key;
-		is_custom = service == SERVICE_CLOUDCARD &&
-			(strcmp(key, "customFields") == 0 || strcmp(key, "custom_fields") == 0);
+		is_custom = service->takes_object != NULL && service->takes_object(key);
 		if (v.type == jbvString)
 			e->column = pnstrdup(v.val.string.val, v.val.string.len);
 		else if (v.type == jbvNull)
@@ -212,11 +203,11 @@ mapping_parse(Jsonb *mapping, ServiceKind service)
 		else if (is_custom)		/* an array is no empty object: say so */
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("mapping for CloudCard field \"%s\" must be an object of custom field names to column names, or a column name, not %s",
-							key, json_value_kind(&v)),
+					 errmsg("mapping for %s field \"%s\" must be an object of field names to column names, or a column name, not %s",
+							service->label, key, json_value_kind(&v)),
 					 errdetail("The mapping gives \"%s\": %s.", key, json_value_excerpt(&v)),
-					 errhint("For example '{\"%s\": {\"Class Year\": \"class_year\"}}', or the name of a json or jsonb column.",
-							 key)));
+					 errhint("For example '{\"%s\": %s}', or the name of a json or jsonb column.",
+							 key, service->object_example)));
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -729,6 +720,18 @@ json_add_string(StringInfo buf, bool *first, const char *key, const char *value)
 	append_json_string(buf, key);
 	appendStringInfoChar(buf, ':');
 	append_json_string(buf, value);
+}
+
+/* raw is a JSON value already (a number, a boolean, an object ...) */
+void
+json_add_raw(StringInfo buf, bool *first, const char *key, const char *raw)
+{
+	if (!*first)
+		appendStringInfoChar(buf, ',');
+	*first = false;
+	append_json_string(buf, key);
+	appendStringInfoChar(buf, ':');
+	appendStringInfoString(buf, raw);
 }
 
 void

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * payload.h
- *	  From a row of any type to the JSON body of an OPS-COM or CloudCard
- *	  request: column matching, mapping renames, value formatting and the
- *	  documented validation.
+ *	  From a row of any type to the JSON body of a service's request:
+ *	  column matching, mapping renames, value formatting and validation.
+ *	  Each service's builder (its descriptor's plan_create and build) uses
+ *	  the helpers declared here.
  *
  *	  Building is split in two: a plan (which column feeds which API field,
  *	  made once per row type and mapping) and the build of one row.  A bad
@@ -37,20 +38,20 @@ typedef struct PayloadError
 } PayloadError;
 
 /* One person's request body, or the reason there is none. */
-typedef struct Payload
+struct Payload
 {
 	char	   *body;			/* JSON object, server encoding, no secret */
 	char	   *person_key;		/* unique_id, identifier or email */
 	PayloadError *error;		/* set when body is NULL */
-} Payload;
+};
 
 /* A deformed row. */
-typedef struct RowValues
+struct RowValues
 {
 	TupleDesc	desc;
 	Datum	   *values;
 	bool	   *nulls;
-} RowValues;
+};
 
 /* How a column's value becomes text. */
 typedef enum ValueConv
@@ -85,20 +86,20 @@ typedef struct MappingEntry
 {
 	char	   *field;			/* API field name (the mapping's key) */
 	char	   *column;			/* column name; NULL: do not send */
-	Jsonb	   *object;			/* a nested object (CloudCard customFields) */
+	Jsonb	   *object;			/* an object (service->takes_object) */
 } MappingEntry;
 
-typedef struct PayloadPlan
+/* The start of every service's plan. */
+struct PayloadPlan
 {
-	ServiceKind service;
+	const ServiceDescriptor *service;	/* set by payload_plan_create */
 	SyncTarget *target;
-} PayloadPlan;
+};
 
 /* payload.c: dispatch and shared helpers */
 extern PayloadPlan *payload_plan_create(SyncTarget *target, TupleDesc desc,
 										Jsonb *mapping);
 extern void payload_build(PayloadPlan *plan, RowValues *row, Payload *out);
-extern bool payload_is_api_field(ServiceKind service, const char *name);
 extern CS_NORETURN void payload_raise(PayloadError *error);
 extern char *payload_error_text(PayloadError *error);
 extern int *payload_source_columns(PayloadPlan *plan, int *n);
@@ -106,7 +107,7 @@ extern int *payload_source_columns(PayloadPlan *plan, int *n);
 extern void row_values_from_record(HeapTupleHeader rec, RowValues *row);
 extern void row_values_from_tuple(TupleDesc desc, HeapTuple tuple, RowValues *row);
 
-extern List *mapping_parse(Jsonb *mapping, ServiceKind service);
+extern List *mapping_parse(Jsonb *mapping, const ServiceDescriptor *service);
 extern const char *json_value_kind(JsonbValue *v);
 extern char *json_value_excerpt(JsonbValue *v);
 extern MappingEntry *mapping_find(List *entries, const char *field);
@@ -137,24 +138,7 @@ extern void json_add_string(StringInfo buf, bool *first, const char *key,
 							const char *value);
 extern void json_add_bool(StringInfo buf, bool *first, const char *key,
 						  bool value);
-
-/* payload_opscom.c */
-extern PayloadPlan *opscom_plan_create(SyncTarget *target, TupleDesc desc,
-									   List *mapping);
-extern void opscom_build(PayloadPlan *plan, RowValues *row, Payload *out);
-extern bool opscom_is_field(const char *name);
-extern int *opscom_source_columns(PayloadPlan *plan, int *n);
-
-/* payload_cloudcard.c */
-extern PayloadPlan *cloudcard_plan_create(SyncTarget *target, TupleDesc desc,
-										  List *mapping);
-extern void cloudcard_build(PayloadPlan *plan, RowValues *row, Payload *out);
-extern bool cloudcard_is_field(const char *name);
-extern bool cloudcard_is_standard_key(const char *key);
-extern PayloadError *cloudcard_key_error(bool find_by_email, const char *key,
-										 SourceColumn *col);
-extern PayloadError *cloudcard_custom_name_error(const char *name,
-												 const char *hint);
-extern int *cloudcard_source_columns(PayloadPlan *plan, int *n);
+extern void json_add_raw(StringInfo buf, bool *first, const char *key,
+						 const char *raw);
 
 #endif							/* CAMPUS_SYNC_PAYLOAD_H */

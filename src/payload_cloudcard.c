@@ -9,7 +9,10 @@
  *	  mapping {"customFields": {"Field name": "column"}}.  The current
  *	  person API wants custom fields as top-level keys of an update (PUT)
  *	  and nested under "customFields" in a create (POST) and in the
- *	  deprecated people API; the body built here is the first request's.
+ *	  deprecated people API.  The body built here has one form whatever
+ *	  the request or the server's api: custom fields nested, under
+ *	  "customFields", after the person's own; request_cloudcard.c lifts
+ *	  them to the top level for an update.
  *	  The person's key (identifier, or email when find_by says so) goes
  *	  into the URL path: keys the path would misread are refused here,
  *	  before anything is queued or sent (cloudcard_key_error).
@@ -25,7 +28,7 @@
 #include "utils/jsonb.h"
 
 #include "compat.h"
-#include "payload.h"
+#include "cloudcard.h"
 
 typedef enum CloudcardKind
 {
@@ -295,8 +298,8 @@ cloudcard_plan_create(SyncTarget *target, TupleDesc desc, List *mapping)
 {
 	CloudcardPlan *plan = palloc0(sizeof(CloudcardPlan));
 
-	plan->base.service = SERVICE_CLOUDCARD;
-	plan->base.target = target;
+	(void) target;			/* payload_plan_create sets plan->target */
+
 	for (int i = 0; i < N_CLOUDCARD_FIELDS; i++)
 	{
 		const CloudcardField *f = &cloudcard_fields[i];
@@ -526,7 +529,8 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 	List	   *custom = NIL;
 	StringInfoData buf;
 	bool		first = true;
-	int			key_field = target->find_by_email ? FIELD_EMAIL : FIELD_IDENTIFIER;
+	bool		find_by_email = cloudcard_options(target)->find_by_email;
+	int			key_field = find_by_email ? FIELD_EMAIL : FIELD_IDENTIFIER;
 	ListCell   *lc;
 
 	/*
@@ -536,7 +540,7 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 	 */
 	if (field_value(plan, row, key_field, &texts[key_field], &bools[key_field]) == NULL &&
 		texts[key_field] != NULL && texts[key_field][0] != '\0' &&
-		cloudcard_key_error(target->find_by_email, texts[key_field], NULL) == NULL)
+		cloudcard_key_error(find_by_email, texts[key_field], NULL) == NULL)
 		out->person_key = texts[key_field];
 
 	for (int i = 0; i < N_CLOUDCARD_FIELDS; i++)
@@ -558,10 +562,10 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 		out->error = missing_field_error("CloudCard", cloudcard_fields[key_field].name,
 										 plan->columns[key_field],
 										 psprintf("The server's find_by is '%s', so every person needs one; map a column to it or change find_by.",
-												  target->find_by_email ? "email" : "identifier"));
+												  find_by_email ? "email" : "identifier"));
 		return;
 	}
-	if ((out->error = cloudcard_key_error(target->find_by_email, texts[key_field],
+	if ((out->error = cloudcard_key_error(find_by_email, texts[key_field],
 										  plan->columns[key_field])) != NULL)
 		return;
 	foreach(lc, target->required_fields)
@@ -589,7 +593,8 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 		else if (bools[i] >= 0)
 			json_add_bool(&buf, &first, cloudcard_fields[i].name, bools[i] == 1);
 	}
-	if (custom != NIL && target->api_people)
+	/* one form whatever the request: request_cloudcard.c flattens the update's */
+	if (custom != NIL)
 	{
 		bool		inner_first = true;
 
@@ -605,13 +610,6 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 		}
 		appendStringInfoChar(&buf, '}');
 	}
-	else
-		foreach(lc, custom)
-		{
-			CustomValue *cv = lfirst(lc);
-
-			json_add_string(&buf, &first, cv->name, cv->value);
-		}
 	appendStringInfoChar(&buf, '}');
 
 	out->body = buf.data;

@@ -6,7 +6,7 @@
  *	  Every field and alternate name of the API page is matched by column
  *	  name; values are sent as strings, numbers included.  The limits below
  *	  are the API page's, in characters.  apiToken is not part of the body
- *	  built here: it is a secret, added only on the wire (request.c).
+ *	  built here: it is a secret, added only on the wire (request_opscom.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -15,7 +15,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 
-#include "payload.h"
+#include "opscom.h"
 
 typedef enum OpscomCheck
 {
@@ -103,8 +103,8 @@ opscom_plan_create(SyncTarget *target, TupleDesc desc, List *mapping)
 {
 	OpscomPlan *plan = palloc0(sizeof(OpscomPlan));
 
-	plan->base.service = SERVICE_OPSCOM;
-	plan->base.target = target;
+	(void) target;			/* payload_plan_create sets plan->target */
+
 	for (int i = 0; i < N_OPSCOM_FIELDS; i++)
 		plan->columns[i] = column_for_field(desc, mapping, opscom_fields[i].name,
 											NULL, "OPS-COM");
@@ -231,7 +231,7 @@ opscom_build(PayloadPlan *base, RowValues *row, Payload *out)
 	}
 
 	if (values[FIELD_LOGIN_SOURCE] == NULL)
-		values[FIELD_LOGIN_SOURCE] = target->login_source;
+		values[FIELD_LOGIN_SOURCE] = opscom_options(target)->login_source;
 
 	if (values[FIELD_UNIQUE_ID] == NULL || values[FIELD_UNIQUE_ID][0] == '\0')
 	{

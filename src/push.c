@@ -1,13 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * push.c
- *	  The synchronous SQL functions: payload previews, push and upsert now,
- *	  in this backend, and the CloudCard login link.
+ *	  What the synchronous SQL functions of every service share (each
+ *	  service's own file defines its functions with these): the payload
+ *	  preview, the push now, in this backend, and a look-up's failure.
  *
- *	  opscom_push and cloudcard_upsert never raise for a problem of the row
- *	  or of the remote: they return ok = false and a readable error, so
- *	  that one SELECT can run them over a whole table.  Configuration
- *	  problems (no server, no USAGE, no user mapping) raise.
+ *	  A push (opscom_push, cloudcard_upsert) never raises for a problem of
+ *	  the row or of the remote: it returns ok = false and a readable
+ *	  error, so that one SELECT can run it over a whole table.
+ *	  Configuration problems (no server, no USAGE, no user mapping) raise.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,15 +21,10 @@
 #include "utils/jsonb.h"
 
 #include "payload.h"
+#include "push.h"
 #include "request.h"
 #include "response.h"
 #include "row_plan.h"
-
-PG_FUNCTION_INFO_V1(campus_sync_opscom_payload);
-PG_FUNCTION_INFO_V1(campus_sync_cloudcard_payload);
-PG_FUNCTION_INFO_V1(campus_sync_opscom_push);
-PG_FUNCTION_INFO_V1(campus_sync_cloudcard_upsert);
-PG_FUNCTION_INFO_V1(campus_sync_cloudcard_login_link);
 
 #define ARG_PERSON 0
 #define ARG_MAPPING 1
@@ -43,8 +39,10 @@ jsonb_arg(FunctionCallInfo fcinfo, int argno)
 	return PG_GETARG_JSONB_P(argno);
 }
 
-static RowPlan *
-plan_for_call(FunctionCallInfo fcinfo, ServiceKind service, bool has_options)
+/* The plan of the call's row, mapping, server and (has_options) options. */
+RowPlan *
+push_plan_for_call(FunctionCallInfo fcinfo, const ServiceDescriptor *service,
+				   bool has_options)
 {
 	return row_plan_get(fcinfo, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON),
 						server_arg(fcinfo, ARG_SERVER),
@@ -54,31 +52,19 @@ plan_for_call(FunctionCallInfo fcinfo, ServiceKind service, bool has_options)
 }
 
 /* The body a row would send, secrets left out; raises if it is invalid. */
-static Datum
-payload_preview(FunctionCallInfo fcinfo, ServiceKind service)
+Datum
+push_preview(FunctionCallInfo fcinfo, const ServiceDescriptor *service)
 {
 	RowPlan    *plan;
 	Payload		payload;
 
 	if (PG_ARGISNULL(ARG_PERSON))
 		PG_RETURN_NULL();
-	plan = plan_for_call(fcinfo, service, true);
+	plan = push_plan_for_call(fcinfo, service, true);
 	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON), &payload);
 	if (payload.error)
 		payload_raise(payload.error);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(payload.body)));
-}
-
-Datum
-campus_sync_opscom_payload(PG_FUNCTION_ARGS)
-{
-	return payload_preview(fcinfo, SERVICE_OPSCOM);
-}
-
-Datum
-campus_sync_cloudcard_payload(PG_FUNCTION_ARGS)
-{
-	return payload_preview(fcinfo, SERVICE_CLOUDCARD);
 }
 
 /* A campus_sync.push_result row. */
@@ -166,8 +152,8 @@ remember_push(SyncTarget *target, const char *body, Datum result)
 }
 
 /* Sends one row now and waits; see the file header for what raises. */
-static Datum
-push_now(FunctionCallInfo fcinfo, ServiceKind service)
+Datum
+push_now(FunctionCallInfo fcinfo, const ServiceDescriptor *service)
 {
 	RowPlan    *plan;
 	TargetSecret *secret;
@@ -177,7 +163,7 @@ push_now(FunctionCallInfo fcinfo, ServiceKind service)
 
 	if (PG_ARGISNULL(ARG_PERSON))
 		PG_RETURN_NULL();
-	plan = plan_for_call(fcinfo, service, true);
+	plan = push_plan_for_call(fcinfo, service, true);
 	secret = target_secret(plan->target, GetUserId(), false);
 
 	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON), &payload);
@@ -195,45 +181,13 @@ push_now(FunctionCallInfo fcinfo, ServiceKind service)
 	return result;
 }
 
-Datum
-campus_sync_opscom_push(PG_FUNCTION_ARGS)
+/* A look-up failed: raise, saying what could not be done and why. */
+void
+push_raise_job_failure(SyncJob *job, const char *what)
 {
-	return push_now(fcinfo, SERVICE_OPSCOM);
-}
-
-Datum
-campus_sync_cloudcard_upsert(PG_FUNCTION_ARGS)
-{
-	return push_now(fcinfo, SERVICE_CLOUDCARD);
-}
-
-/*
- * cloudcard_login_link
- *		Creates or updates the cardholder and returns the single-sign-on
- *		link (see request_cloudcard.c for how).  A look-up: failures raise.
- */
-Datum
-campus_sync_cloudcard_login_link(PG_FUNCTION_ARGS)
-{
-	RowPlan    *plan;
-	TargetSecret *secret;
-	Payload		payload;
-	SyncJob		job;
-
-	if (PG_ARGISNULL(ARG_PERSON))
-		PG_RETURN_NULL();
-	plan = plan_for_call(fcinfo, SERVICE_CLOUDCARD, false);
-	secret = target_secret(plan->target, GetUserId(), false);
-	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON), &payload);
-	if (payload.error)
-		payload_raise(payload.error);
-
-	job_init(&job, JOB_LOGIN_LINK, plan->target, secret, payload.body, payload.person_key);
-	job_run(&job);
-	if (job.outcome != JOB_OK)
-		ereport(ERROR,
-				(errcode(job.transport_error ? ERRCODE_CONNECTION_FAILURE : ERRCODE_FDW_ERROR),
-				 errmsg("could not get a CloudCard login link for \"%s\"", payload.person_key),
-				 errdetail("%s", job.error)));
-	PG_RETURN_TEXT_P(cstring_to_text(job.login_link));
+	ereport(ERROR,
+			(errcode(job->transport_error ? ERRCODE_CONNECTION_FAILURE : ERRCODE_FDW_ERROR),
+			 errmsg("could not %s", what),
+			 errdetail("%s", job->error)));
+	pg_unreachable();
 }

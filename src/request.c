@@ -2,9 +2,8 @@
  *
  * request.c
  *	  Sync jobs: the one or more HTTP requests that deliver one person (or
- *	  one look-up), whatever the service.  Each service's protocol
- *	  (request_opscom.c, request_cloudcard.c) says which request comes
- *	  next and what an answer means.
+ *	  one look-up), whatever the service.  The service's descriptor says
+ *	  which request comes next (prepare) and what an answer means (judge).
  *
  *	  Every secret a job sends is remembered (secrets.c) before it goes
  *	  out, and every text of an answer is redacted before it becomes the
@@ -19,18 +18,6 @@
 
 #include "request_service.h"
 #include "secrets.h"
-
-const ServiceProtocol *
-service_protocol(ServiceKind service)
-{
-	return service == SERVICE_OPSCOM ? &opscom_protocol : &cloudcard_protocol;
-}
-
-static const ServiceProtocol *
-protocol_of(SyncJob *job)
-{
-	return service_protocol(job->target->service);
-}
 
 /* check_server()'s hint when no HTTP answer came. */
 char *
@@ -74,8 +61,8 @@ bool_param(bool b)
 }
 
 /* Bodies are built in the server encoding; the services speak UTF-8. */
-static char *
-to_wire(char *body)
+char *
+job_wire_body(char *body)
 {
 	if (body == NULL || GetDatabaseEncoding() == PG_UTF8)
 		return body;
@@ -90,7 +77,9 @@ to_wire(char *body)
 void
 job_start(SyncJob *job)
 {
-	JobRequest	req = {"POST", NULL, NULL, NULL};
+	JobRequest	req = {"POST", NULL, NULL, NULL, false};
+	const ServiceDescriptor *service = job->target->service;
+	char	   *wire;
 
 	if (job->started_at == 0)
 		job->started_at = GetCurrentTimestamp();
@@ -98,13 +87,25 @@ job_start(SyncJob *job)
 	/* whatever answers may echo it back: redacted from then on */
 	secrets_remember(job->secret->value);
 
-	if (!protocol_of(job)->prepare(job, &req))
+	if (!service->prepare(job, &req))
 		return;
+	wire = req.body_is_wire ? req.body : job_wire_body(req.body);
 	job->transfer = http_transfer_create(job);
-	http_start(job->transfer, req.method, req.url, to_wire(req.body), req.auth_token,
-			   job->target);
-	if (req.body)
-		explicit_bzero(req.body, strlen(req.body));
+	PG_TRY();
+	{
+		http_start(job->transfer, req.method, req.url, wire, req.header, job->target);
+	}
+	PG_FINALLY();
+	{
+		/* each may hold a secret: http_start made its own copies */
+		if (req.body)
+			explicit_bzero(req.body, strlen(req.body));
+		if (wire && wire != req.body)
+			explicit_bzero(wire, strlen(wire));
+		if (req.header)
+			explicit_bzero(req.header, strlen(req.header));
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -116,7 +117,7 @@ job_start(SyncJob *job)
 char *
 job_http_error(SyncJob *job, const char *what, ResponseInfo *info, const char *location)
 {
-	const char *service = protocol_of(job)->name;
+	const char *service = job->target->service->label;
 
 	if (location)
 		return psprintf("%s answered HTTP %d%s with a redirect to %s, which is not followed; set the server's url to the final address",
@@ -165,7 +166,7 @@ job_step(SyncJob *job)
 	http_transfer_free(t);
 
 	response_info_parse(job->response, &info);
-	protocol_of(job)->judge(job, &info, location);
+	job->target->service->judge(job, &info, location);
 }
 
 /* Runs a job to its end in this backend. */

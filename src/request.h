@@ -16,14 +16,14 @@
 #include "datatype/timestamp.h"
 
 #include "http.h"
+#include "service.h"
 #include "target.h"
 
 typedef enum JobKind
 {
-	JOB_PUSH,					/* OPS-COM push, CloudCard create-or-update */
-	JOB_LOGIN_LINK,				/* CloudCard upsert, then its login link */
-	JOB_GET_PERSON,				/* CloudCard GET /person/{key} */
-	JOB_USER_TYPES				/* OPS-COM profiles/types/list */
+	JOB_PUSH,					/* create or update the person */
+	JOB_LOGIN_LINK,				/* the push, then the person's login link */
+	JOB_LOOKUP					/* the service's read: a person, a list */
 } JobKind;
 
 typedef enum JobOutcome
@@ -34,27 +34,17 @@ typedef enum JobOutcome
 	JOB_PERMANENT				/* the remote refused: retrying will not help */
 } JobOutcome;
 
-/* CloudCard person API: where a job is (see request_cloudcard.c) */
-typedef enum JobStep
-{
-	STEP_FIRST,					/* the update (PUT), or the only request */
-	STEP_CREATE,				/* POST after the update's 404 */
-	STEP_BY_EMAIL,				/* PUT findBy=email after the create's 400 */
-	STEP_LINK,					/* GET .../with-links after the upsert */
-	STEP_DEPRECATED_LINK		/* POST /api/people?getLoginLink=true */
-} JobStep;
-
-typedef struct SyncJob
+struct SyncJob
 {
 	JobKind		kind;
 	SyncTarget *target;
 	TargetSecret *secret;
-	const char *payload;		/* body as built by payload.c */
+	const char *payload;		/* body as the service's builder made it */
 	const char *person_key;
 	void	   *owner;			/* the caller's object */
 
-	JobStep		step;
-	char	   *refused_create; /* STEP_BY_EMAIL: why the create was refused */
+	int			step;			/* the service's: 0 is the first request */
+	char	   *earlier_error;	/* a refusal a later step may report too */
 	bool		reauthenticated;
 	uint64		token_generation;
 	HttpTransfer *transfer;
@@ -71,7 +61,7 @@ typedef struct SyncJob
 	char	   *login_link;
 	double		retry_after_s;	/* -1: none given */
 	double		elapsed_ms;
-} SyncJob;
+};
 
 extern void job_init(SyncJob *job, JobKind kind, SyncTarget *target,
 					 TargetSecret *secret, const char *payload,

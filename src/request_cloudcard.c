@@ -28,9 +28,25 @@
 
 #include "mb/pg_wchar.h"
 
+#include "cloudcard.h"
 #include "cloudcard_auth.h"
-#include "payload.h"
-#include "request_service.h"
+
+/* Where a job is in the person API's requests. */
+typedef enum CloudcardStep
+{
+	STEP_FIRST,					/* the update (PUT), or the only request */
+	STEP_CREATE,				/* POST after the update's 404 */
+	STEP_BY_EMAIL,				/* PUT findBy=email after the create's 400 */
+	STEP_LINK,					/* GET .../with-links after the upsert */
+	STEP_DEPRECATED_LINK		/* POST /api/people?getLoginLink=true */
+} CloudcardStep;
+
+/* The header that authenticates a request: palloc'd, the caller zeroes it. */
+char *
+cloudcard_auth_header(const char *token)
+{
+	return psprintf("X-Auth-Token: %s", token);
+}
 
 /* Adds a deep copy of item to obj under key; raises when out of memory. */
 static void
@@ -51,7 +67,9 @@ add_copy(cJSON *obj, const char *key, const cJSON *item)
 /*
  * A CloudCard body with its custom fields either flat (top-level keys, the
  * person API's update) or nested under "customFields" (its create, and the
- * people API).  Custom fields are every key that is not a person field.
+ * people API).  payload_cloudcard.c nests them; an item queued by 0.4 or
+ * before, for api 'person', has them flat: custom fields are every key
+ * that is not a person field.
  */
 static char *
 cloudcard_body(const char *payload, bool nested)
@@ -155,7 +173,7 @@ path_key(const char *key)
 static const char *
 find_by(SyncJob *job)
 {
-	return job->target->find_by_email ? "email" : "identifier";
+	return cloudcard_options(job->target)->find_by_email ? "email" : "identifier";
 }
 
 /*
@@ -192,7 +210,7 @@ payload_email(const char *payload)
 static bool
 deprecated_step(SyncJob *job)
 {
-	return (job->target->api_people && job->kind != JOB_GET_PERSON) ||
+	return (cloudcard_options(job->target)->api_people && job->kind != JOB_LOOKUP) ||
 		job->step == STEP_DEPRECATED_LINK;
 }
 
@@ -219,17 +237,18 @@ static void
 request_for_step(SyncJob *job, JobRequest *req)
 {
 	SyncTarget *target = job->target;
+	CloudcardOptions *options = cloudcard_options(target);
 	const char *base = target->url;
 
 	if (deprecated_step(job))
 	{
 		req->url = psprintf("%s/api/people?allowUpdate=true%s&sendInvitation=%s", base,
 							job->kind == JOB_LOGIN_LINK ? "&getLoginLink=true" : "",
-							bool_param(target->send_invitation));
+							bool_param(options->send_invitation));
 		req->body = cloudcard_body(job->payload, true);
 		return;
 	}
-	if (job->kind == JOB_GET_PERSON)
+	if (job->kind == JOB_LOOKUP)
 	{
 		req->method = "GET";
 		req->url = psprintf("%s/person/%s?findBy=%s", base, path_key(job->person_key),
@@ -242,19 +261,19 @@ request_for_step(SyncJob *job, JobRequest *req)
 			req->method = "PUT";
 			req->url = psprintf("%s/person/%s?findBy=%s&updateRoles=%s", base,
 								path_key(job->person_key), find_by(job),
-								bool_param(target->update_roles));
+								bool_param(options->update_roles));
 			req->body = cloudcard_body(job->payload, false);
 			break;
 		case STEP_CREATE:
 			req->url = psprintf("%s/person?sendInvitation=%s&renderResource=true", base,
-								bool_param(target->send_invitation));
+								bool_param(options->send_invitation));
 			req->body = cloudcard_body(job->payload, true);
 			break;
 		case STEP_BY_EMAIL:
 			req->method = "PUT";
 			req->url = psprintf("%s/person/%s?findBy=email&updateRoles=%s", base,
 								path_key(payload_email(job->payload)),
-								bool_param(target->update_roles));
+								bool_param(options->update_roles));
 			req->body = cloudcard_body(job->payload, false);
 			break;
 		case STEP_LINK:
@@ -268,10 +287,11 @@ request_for_step(SyncJob *job, JobRequest *req)
 	}
 }
 
-static bool
+bool
 cloudcard_prepare(SyncJob *job, JobRequest *req)
 {
 	AuthFailure failure;
+	const char *token;
 	PayloadError *key_error;
 
 	/*
@@ -279,7 +299,8 @@ cloudcard_prepare(SyncJob *job, JobRequest *req)
 	 * they did (0.1) is refused here, before any request.
 	 */
 	if (job->person_key &&
-		(key_error = cloudcard_key_error(job->target->find_by_email, job->person_key, NULL)) != NULL)
+		(key_error = cloudcard_key_error(cloudcard_options(job->target)->find_by_email,
+										 job->person_key, NULL)) != NULL)
 	{
 		job_finish(job, JOB_PERMANENT, psprintf("not sent: %s", payload_error_text(key_error)));
 		return false;
@@ -287,11 +308,11 @@ cloudcard_prepare(SyncJob *job, JobRequest *req)
 
 	/*
 	 * Points into the token cache, which a renewal may free: used here
-	 * only, http_start copies it.
+	 * only, copied into the header.
 	 */
-	req->auth_token = cloudcard_session_token(job->target, job->secret,
-											  &job->token_generation, &failure);
-	if (req->auth_token == NULL)
+	token = cloudcard_session_token(job->target, job->secret,
+									&job->token_generation, &failure);
+	if (token == NULL)
 	{
 		job->http_status = failure.http_status;
 		job->transport_error = failure.http_status == 0;
@@ -299,12 +320,13 @@ cloudcard_prepare(SyncJob *job, JobRequest *req)
 		job_finish(job, failure.temporary ? JOB_TEMPORARY : JOB_PERMANENT, failure.error);
 		return false;
 	}
+	req->header = cloudcard_auth_header(token);
 	request_for_step(job, req);
 	return true;
 }
 
 static void
-next_step(SyncJob *job, JobStep step)
+next_step(SyncJob *job, CloudcardStep step)
 {
 	job->step = step;
 	job_start(job);
@@ -343,7 +365,7 @@ succeeded(SyncJob *job, ResponseInfo *info)
 static void
 deprecated_refused(SyncJob *job)
 {
-	if (job->kind == JOB_LOGIN_LINK && !job->target->api_people)
+	if (job->kind == JOB_LOGIN_LINK && !cloudcard_options(job->target)->api_people)
 		job_finish(job, JOB_PERMANENT,
 				   psprintf("CloudCard has no login link endpoint (GET /people/{key}/with-links answered 404) and refused the deprecated POST /api/people?getLoginLink=true (HTTP %d): the organisation has switched deprecated endpoints off",
 							job->http_status));
@@ -357,7 +379,7 @@ deprecated_refused(SyncJob *job)
  * The HTTP status decides, so a 2xx is success whatever its body.  What
  * needs the body (a login link, a person looked up) fails when it is cut.
  */
-static void
+void
 cloudcard_judge(SyncJob *job, ResponseInfo *info, const char *location)
 {
 	int			status = job->http_status;
@@ -365,7 +387,7 @@ cloudcard_judge(SyncJob *job, ResponseInfo *info, const char *location)
 	char	   *error;
 
 	/* a session token CloudCard no longer takes: renew it, once */
-	if ((status == 401 || status == 403) && job->secret->kind == SECRET_CLOUDCARD_PAT &&
+	if ((status == 401 || status == 403) && cloudcard_uses_pat(job->secret) &&
 		!job->reauthenticated)
 	{
 		cloudcard_token_invalidate(job->secret, job->token_generation);
@@ -376,7 +398,7 @@ cloudcard_judge(SyncJob *job, ResponseInfo *info, const char *location)
 
 	if (status >= 200 && status < 300)
 		succeeded(job, info);
-	else if (status == 404 && job->kind == JOB_GET_PERSON)
+	else if (status == 404 && job->kind == JOB_LOOKUP)
 		job_finish(job, JOB_OK, NULL);	/* no such person */
 	else if ((status == 403 || status == 404) && deprecated_step(job))
 		deprecated_refused(job);
@@ -384,11 +406,12 @@ cloudcard_judge(SyncJob *job, ResponseInfo *info, const char *location)
 		next_step(job, STEP_CREATE);
 	else if (status == 404 && job->step == STEP_LINK)
 		next_step(job, STEP_DEPRECATED_LINK);	/* no such endpoint here */
-	else if (status == 400 && job->step == STEP_CREATE && !job->target->find_by_email &&
+	else if (status == 400 && job->step == STEP_CREATE &&
+			 !cloudcard_options(job->target)->find_by_email &&
 			 payload_email(job->payload) != NULL)
 	{
 		/* known by email only: update it by email, as CloudCard's importer does */
-		job->refused_create = job_http_error(job, step_name(job), info, NULL);
+		job->earlier_error = job_http_error(job, step_name(job), info, NULL);
 		next_step(job, STEP_BY_EMAIL);
 	}
 	else
@@ -396,14 +419,7 @@ cloudcard_judge(SyncJob *job, ResponseInfo *info, const char *location)
 		error = job_http_error(job, step_name(job), info,
 							   failed == JOB_TEMPORARY ? NULL : location);
 		if (job->step == STEP_BY_EMAIL)
-			error = psprintf("%s; then %s", job->refused_create, error);
+			error = psprintf("%s; then %s", job->earlier_error, error);
 		job_finish(job, failed, error);
 	}
 }
-
-const ServiceProtocol cloudcard_protocol = {
-	.name = "CloudCard",
-	.prepare = cloudcard_prepare,
-	.judge = cloudcard_judge,
-	.check = cloudcard_check,
-};

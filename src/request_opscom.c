@@ -12,7 +12,7 @@
 
 #include "utils/json.h"
 
-#include "request_service.h"
+#include "opscom.h"
 
 #define OPSCOM_PUSH_PATH "/api/OC_TOMA/v1/profiles/push"
 #define OPSCOM_TYPES_PATH "/api/OC_TOMA/v1/profiles/types/list"
@@ -36,7 +36,7 @@ opscom_body(const char *payload, const char *api_token)
 	return buf.data;
 }
 
-static bool
+bool
 opscom_prepare(SyncJob *job, JobRequest *req)
 {
 	switch (job->kind)
@@ -45,7 +45,7 @@ opscom_prepare(SyncJob *job, JobRequest *req)
 			req->url = psprintf("%s%s", job->target->url, OPSCOM_PUSH_PATH);
 			req->body = opscom_body(job->payload, job->secret->value);
 			break;
-		case JOB_USER_TYPES:
+		case JOB_LOOKUP:		/* the user types */
 			req->url = psprintf("%s%s", job->target->url, OPSCOM_TYPES_PATH);
 			req->body = opscom_body(NULL, job->secret->value);
 			break;
@@ -62,7 +62,7 @@ opscom_prepare(SyncJob *job, JobRequest *req)
  * answer; it fails, and is not retried.  Whether to retry otherwise is the
  * HTTP status's to say, whatever the body.
  */
-static void
+void
 opscom_judge(SyncJob *job, ResponseInfo *info, const char *location)
 {
 	int			status = job->http_status;
@@ -94,13 +94,13 @@ opscom_judge(SyncJob *job, ResponseInfo *info, const char *location)
 }
 
 /* check_server(): the user-type list, a read with the apiToken. */
-static void
+void
 opscom_check(SyncTarget *target, TargetSecret *secret, ServerCheck *out)
 {
 	SyncJob		job;
 	char	   *url = psprintf("%s%s", target->url, OPSCOM_TYPES_PATH);
 
-	job_init(&job, JOB_USER_TYPES, target, secret, NULL, NULL);
+	job_init(&job, JOB_LOOKUP, target, secret, NULL, NULL);
 	job_run(&job);
 	out->ok = job.outcome == JOB_OK;
 	out->http_status = job.http_status;
@@ -123,10 +123,3 @@ opscom_check(SyncTarget *target, TargetSecret *secret, ServerCheck *out)
 		out->hint = pstrdup("OPS-COM refuses a wrong apiToken with an error like this one: check the user mapping's api_token (ALTER USER MAPPING ... OPTIONS (SET api_token '...')).");
 	}
 }
-
-const ServiceProtocol opscom_protocol = {
-	.name = "OPS-COM",
-	.prepare = opscom_prepare,
-	.judge = opscom_judge,
-	.check = opscom_check,
-};

@@ -12,11 +12,13 @@
 
 #include "postgres.h"
 
+#include "service.h"
+
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
 /* Fields of an answer, as text (numbers too); NULL when absent. */
-typedef struct ResponseInfo
+struct ResponseInfo
 {
 	bool		is_json;
 	char	   *status;			/* OPS-COM "status" */
@@ -27,7 +29,7 @@ typedef struct ResponseInfo
 	char	   *message;		/* CloudCard "message" or "error" */
 	char	   *login_link;		/* CloudCard "links"."login" */
 	char	   *expiration_date;	/* CloudCard "expirationDate" */
-} ResponseInfo;
+};
 
 extern char *response_text(const char *raw, size_t len, bool cut);
 extern void response_info_parse(const char *text, ResponseInfo *info);

@@ -56,7 +56,8 @@ server_arg(FunctionCallInfo fcinfo, int argno)
  */
 RowPlan *
 row_plan_get(FunctionCallInfo fcinfo, HeapTupleHeader rec, const char *server_name,
-			 Jsonb *mapping, Jsonb *options, ServiceKind service)
+			 Jsonb *mapping, Jsonb *options,
+			 const ServiceDescriptor *service)
 {
 	RowPlan    *plan = fcinfo->flinfo->fn_extra;
 	Oid			typid = HeapTupleHeaderGetTypeId(rec);

@@ -33,7 +33,8 @@ typedef struct RowPlan
 
 extern RowPlan *row_plan_get(FunctionCallInfo fcinfo, HeapTupleHeader rec,
 							 const char *server_name, Jsonb *mapping,
-							 Jsonb *options, ServiceKind service);
+							 Jsonb *options,
+							 const ServiceDescriptor *service);
 extern void row_plan_build(RowPlan *plan, HeapTupleHeader rec, Payload *out);
 extern const char *server_arg(FunctionCallInfo fcinfo, int argno);
 

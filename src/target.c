@@ -34,72 +34,25 @@
 #include "utils/syscache.h"
 
 #include "compat.h"
-#include "payload.h"
 #include "target.h"
 
 PG_FUNCTION_INFO_V1(campus_sync_fdw_validator);
 
-typedef enum OptionKind
-{
-	OPT_STRING,
-	OPT_URL,
-	OPT_INT,
-	OPT_BOOL,
-	OPT_CHOICE,
-	OPT_FIELDS
-} OptionKind;
-
-typedef enum OptionScope
-{
-	SCOPE_ANY,
-	SCOPE_OPSCOM,
-	SCOPE_CLOUDCARD
-} OptionScope;
-
-typedef struct OptionDef
-{
-	const char *name;
-	OptionKind	kind;
-	OptionScope scope;
-	int			min;			/* OPT_INT bounds; OPT_STRING max length */
-	int			max;
-	const char *choices;		/* OPT_CHOICE: "a|b" */
-	bool		per_call;		/* may appear in a function's options */
-} OptionDef;
-
+/* The options every service takes; each service adds its own. */
 static const OptionDef server_options[] = {
-	{"service", OPT_CHOICE, SCOPE_ANY, 0, 0, "opscom|cloudcard", false},
-	{"url", OPT_URL, SCOPE_ANY, 0, 0, NULL, false},
-	{"connect_timeout_ms", OPT_INT, SCOPE_ANY, 1, 600000, NULL, true},
-	{"timeout_ms", OPT_INT, SCOPE_ANY, 1, 3600000, NULL, true},
-	{"concurrency", OPT_INT, SCOPE_ANY, 1, 256, NULL, true},
-	{"max_attempts", OPT_INT, SCOPE_ANY, 1, 1000, NULL, true},
-	{"retry_max_delay_s", OPT_INT, SCOPE_ANY, 1, 86400, NULL, true},
-	{"ca_file", OPT_STRING, SCOPE_ANY, 1, 4096, NULL, true},
-	{"verify_tls", OPT_BOOL, SCOPE_ANY, 0, 0, NULL, true},
-	{"on_invalid", OPT_CHOICE, SCOPE_ANY, 0, 0, "queue|error", true},
-	{"required_fields", OPT_FIELDS, SCOPE_ANY, 0, 0, NULL, true},
-	{"login_source", OPT_STRING, SCOPE_OPSCOM, 1, 20, NULL, true},
-	{"find_by", OPT_CHOICE, SCOPE_CLOUDCARD, 0, 0, "identifier|email", true},
-	{"send_invitation", OPT_BOOL, SCOPE_CLOUDCARD, 0, 0, NULL, true},
-	{"update_roles", OPT_BOOL, SCOPE_CLOUDCARD, 0, 0, NULL, true},
-	{"api", OPT_CHOICE, SCOPE_CLOUDCARD, 0, 0, "person|people", true},
+	{"service", OPT_CHOICE, 0, 0, NULL, false},
+	{"url", OPT_URL, 0, 0, NULL, false},
+	{"connect_timeout_ms", OPT_INT, 1, 600000, NULL, true},
+	{"timeout_ms", OPT_INT, 1, 3600000, NULL, true},
+	{"concurrency", OPT_INT, 1, 256, NULL, true},
+	{"max_attempts", OPT_INT, 1, 1000, NULL, true},
+	{"retry_max_delay_s", OPT_INT, 1, 86400, NULL, true},
+	{"ca_file", OPT_STRING, 1, 4096, NULL, true},
+	{"verify_tls", OPT_BOOL, 0, 0, NULL, true},
+	{"on_invalid", OPT_CHOICE, 0, 0, "queue|error", true},
+	{"required_fields", OPT_FIELDS, 0, 0, NULL, true},
 	{NULL}
 };
-
-/* User mapping options: the secrets. */
-static const char *const secret_options[] = {
-	"api_token", "auth_token", "persistent_access_token", NULL
-};
-
-/* OPS-COM documents apiToken as at most 50 characters. */
-#define OPSCOM_API_TOKEN_MAX 50
-
-const char *
-service_name(ServiceKind service)
-{
-	return service == SERVICE_OPSCOM ? "opscom" : "cloudcard";
-}
 
 /*
  * The API field whose value is the person key.  A queue item records it
@@ -108,28 +61,50 @@ service_name(ServiceKind service)
 const char *
 target_key_field(SyncTarget *target)
 {
-	if (target->service == SERVICE_OPSCOM)
-		return "unique_id";
-	return target->find_by_email ? "email" : "identifier";
+	return target->service->key_field(target);
 }
 
 static const OptionDef *
-find_server_option(const char *name)
+find_in(const OptionDef *defs, const char *name)
 {
-	for (const OptionDef *def = server_options; def->name; def++)
-		if (strcmp(def->name, name) == 0)
-			return def;
+	if (defs)
+		for (; defs->name; defs++)
+			if (strcmp(defs->name, name) == 0)
+				return defs;
 	return NULL;
 }
 
+/* A server option of every service, or of service (when not NULL). */
+static const OptionDef *
+find_server_option(const ServiceDescriptor *service, const char *name)
+{
+	const OptionDef *def = find_in(server_options, name);
+
+	if (def == NULL && service != NULL)
+		def = find_in(service->options, name);
+	return def;
+}
+
+static void
+append_option_names(StringInfo buf, const OptionDef *defs)
+{
+	for (; defs && defs->name; defs++)
+		appendStringInfo(buf, "%s%s", buf->len ? ", " : "", defs->name);
+}
+
+/* Every option service takes; every option of any service when NULL. */
 static char *
-valid_server_option_names(void)
+valid_server_option_names(const ServiceDescriptor *service)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	for (const OptionDef *def = server_options; def->name; def++)
-		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", def->name);
+	append_option_names(&buf, server_options);
+	if (service != NULL)
+		append_option_names(&buf, service->options);
+	else
+		for (int i = 0; i < service_count(); i++)
+			append_option_names(&buf, service_at(i)->options);
 	return buf.data;
 }
 
@@ -224,7 +199,7 @@ check_url(const char *value, const char *where)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid %s \"url\": %s", where, problem),
-				 errhint("Use the service's base URL, for example 'https://api.cloudcard.us'.")));
+				 errhint("Give the service's base URL: http:// or https://, a host, and an optional path.")));
 }
 
 static int
@@ -257,9 +232,12 @@ parse_bool_option(const OptionDef *def, const char *value, const char *where)
 	return result;
 }
 
-/* Splits "a, b" into a list of field names, each a field of the service. */
+/*
+ * Splits "a, b" into a list of field names, each a field of the service
+ * (when it is known).
+ */
 static List *
-parse_fields_option(const char *value, ServiceKind service, bool service_known,
+parse_fields_option(const char *value, const ServiceDescriptor *service,
 					const char *where)
 {
 	List	   *fields = NIL;
@@ -269,54 +247,38 @@ parse_fields_option(const char *value, ServiceKind service, bool service_known,
 
 	for (tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
 	{
-		if (service_known && !payload_is_api_field(service, tok))
+		if (service != NULL && !service->is_field(tok))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid %s \"required_fields\": \"%s\" is not a field of the %s API",
-							where, tok, service == SERVICE_OPSCOM ? "OPS-COM" : "CloudCard")));
+							where, tok, service->label)));
 		fields = lappend(fields, pstrdup(tok));
 	}
 	return fields;
 }
 
-/*
- * Validates one option value and, when target is not NULL, stores it.
- * where names the option's origin in messages ("server option", ...).
- */
-/*
- * The base the service's paths hang off: the url without a trailing "/".
- * CloudCard's own tools configure theirs with "/api"
- * (https://api.cloudcard.us/api); campus_sync puts "/api" in the paths
- * that have it, so a CloudCard url ending in "/api" loses it: with or
- * without, the same endpoints, and never /api/api/.
- */
+/* The url without a trailing "/", unless the service says otherwise. */
 static char *
-base_url(const char *value, ServiceKind service)
+base_url(const char *value, const ServiceDescriptor *service)
 {
-	char	   *url = pstrdup(value);
-	size_t		len = strlen(url);
-	char	   *scheme_end = strstr(url, "://");
-	char	   *path = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+	char	   *url;
+	size_t		len;
 
+	if (service->base_url)
+		return service->base_url(value);
+	url = pstrdup(value);
+	len = strlen(url);
 	while (len > 0 && url[len - 1] == '/')
 		url[--len] = '\0';
-	/* "/api" at the end of the path, not the host https://api */
-	if (service == SERVICE_CLOUDCARD && path != NULL && path <= url + len - 4 &&
-		strcmp(url + len - 4, "/api") == 0)
-	{
-		len -= 4;
-		url[len] = '\0';
-		while (len > 0 && url[len - 1] == '/')
-			url[--len] = '\0';
-	}
 	return url;
 }
 
+/* Checks value as def's kind says. */
 static void
-apply_option(SyncTarget *target, const OptionDef *def, const char *value,
-			 const char *where)
+check_option_value(const OptionDef *def, const char *value,
+				   const ServiceDescriptor *service, const char *where)
 {
-	const char *name = def->name;
+	const char *choices = def->choices;
 
 	switch (def->kind)
 	{
@@ -330,11 +292,13 @@ apply_option(SyncTarget *target, const OptionDef *def, const char *value,
 			(void) parse_bool_option(def, value, where);
 			break;
 		case OPT_CHOICE:
-			if (!choice_is_valid(def->choices, value))
+			if (choices == NULL)	/* "service" */
+				choices = service_names("|");
+			if (!choice_is_valid(choices, value))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("invalid %s \"%s\": \"%s\"", where, name, value),
-						 errhint("Valid values are: %s.", choices_text(def->choices))));
+						 errmsg("invalid %s \"%s\": \"%s\"", where, def->name, value),
+						 errhint("Valid values are: %s.", choices_text(choices))));
 			break;
 		case OPT_STRING:
 			if (strlen(value) < (size_t) def->min ||
@@ -342,25 +306,36 @@ apply_option(SyncTarget *target, const OptionDef *def, const char *value,
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid %s \"%s\": the value must have between %d and %d characters",
-								where, name, def->min, def->max)));
+								where, def->name, def->min, def->max)));
 			break;
 		case OPT_FIELDS:
-			(void) parse_fields_option(value, target ? target->service : SERVICE_OPSCOM,
-									   target != NULL, where);
+			(void) parse_fields_option(value, service, where);
 			break;
 	}
 
-	if (strcmp(name, "verify_tls") == 0 && !parse_bool_option(def, value, where) &&
+	if (strcmp(def->name, "verify_tls") == 0 && !parse_bool_option(def, value, where) &&
 		!superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("only a superuser may set \"verify_tls\" to false"),
 				 errhint("Give the server's CA certificate with the ca_file option instead.")));
+}
 
-	if (target == NULL)
-		return;
+/*
+ * Validates one option value and stores it in target.  where names the
+ * option's origin in messages ("server option", ...).
+ */
+static void
+apply_option(SyncTarget *target, const OptionDef *def, const char *value,
+			 const char *where)
+{
+	const char *name = def->name;
 
-	if (strcmp(name, "url") == 0)
+	check_option_value(def, value, target->service, where);
+
+	if (strcmp(name, "service") == 0)
+		return;					/* target_from_server took it */
+	else if (strcmp(name, "url") == 0)
 		target->url = base_url(value, target->service);
 	else if (strcmp(name, "connect_timeout_ms") == 0)
 		target->connect_timeout_ms = parse_int_option(def, value, where);
@@ -379,127 +354,136 @@ apply_option(SyncTarget *target, const OptionDef *def, const char *value,
 	else if (strcmp(name, "on_invalid") == 0)
 		target->on_invalid_error = (strcmp(value, "error") == 0);
 	else if (strcmp(name, "required_fields") == 0)
-		target->required_fields = parse_fields_option(value, target->service, true, where);
-	else if (strcmp(name, "login_source") == 0)
-		target->login_source = pstrdup(value);
-	else if (strcmp(name, "find_by") == 0)
-		target->find_by_email = (strcmp(value, "email") == 0);
-	else if (strcmp(name, "send_invitation") == 0)
-		target->send_invitation = parse_bool_option(def, value, where);
-	else if (strcmp(name, "update_roles") == 0)
-		target->update_roles = parse_bool_option(def, value, where);
-	else if (strcmp(name, "api") == 0)
-		target->api_people = (strcmp(value, "people") == 0);
+		target->required_fields = parse_fields_option(value, target->service, where);
+	else
+		target->service->set_option(target->options, name, value);
 }
 
+/*
+ * An option this service does not take: another service's, a secret put
+ * on the server, or no option at all.
+ */
 static void
-check_option_scope(const OptionDef *def, const char *service, const char *where)
+report_unknown_option(const ServiceDescriptor *service, const char *name,
+					  const char *where)
 {
-	if (def->scope == SCOPE_ANY || service == NULL)
-		return;
-	if ((def->scope == SCOPE_OPSCOM && strcmp(service, "opscom") != 0) ||
-		(def->scope == SCOPE_CLOUDCARD && strcmp(service, "cloudcard") != 0))
+	const ServiceDescriptor *owner = service_declaring(name, false);
+
+	if (owner != NULL && service != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
-				 errmsg("%s \"%s\" applies only to %s servers",
-						where, def->name,
-						def->scope == SCOPE_OPSCOM ? "opscom" : "cloudcard")));
+				 errmsg("%s \"%s\" applies only to %s servers", where, name, owner->name)));
+	if (service_declaring(name, true) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid %s \"%s\"", where, name),
+				 errhint("Secrets belong in a user mapping: CREATE USER MAPPING FOR PUBLIC SERVER ... OPTIONS (%s '...').",
+						 name)));
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("invalid %s \"%s\"", where, name),
+			 errhint("Valid %ss are: %s.", where, valid_server_option_names(service))));
 }
 
 static void
 validate_server_options(List *options)
 {
 	ListCell   *lc;
-	const char *service = NULL;
+	const ServiceDescriptor *service = NULL;
+	bool		have_service = false;
 	bool		have_url = false;
-	SyncTarget	scratch = {0};
 
 	foreach(lc, options)
 	{
 		DefElem    *d = lfirst(lc);
 
 		if (strcmp(d->defname, "service") == 0)
-			service = defGetString(d);
+		{
+			check_option_value(find_in(server_options, "service"), defGetString(d),
+							   NULL, "server option");
+			service = service_find(defGetString(d));
+			have_service = true;
+		}
 	}
 
 	foreach(lc, options)
 	{
 		DefElem    *d = lfirst(lc);
-		const OptionDef *def = find_server_option(d->defname);
+		const OptionDef *def = find_server_option(service, d->defname);
 
 		if (def == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
-					 errmsg("invalid server option \"%s\"", d->defname),
-					 strcmp(d->defname, "api_token") == 0 ||
-					 strcmp(d->defname, "auth_token") == 0 ||
-					 strcmp(d->defname, "persistent_access_token") == 0 ?
-					 errhint("Secrets belong in a user mapping: CREATE USER MAPPING FOR PUBLIC SERVER ... OPTIONS (%s '...').",
-							 d->defname) :
-					 errhint("Valid server options are: %s.", valid_server_option_names())));
-		check_option_scope(def, service, "server option");
-		if (def->kind == OPT_FIELDS && service != NULL &&
-			choice_is_valid("opscom|cloudcard", service))
-		{
-			scratch.service = strcmp(service, "opscom") == 0 ? SERVICE_OPSCOM : SERVICE_CLOUDCARD;
-			apply_option(&scratch, def, defGetString(d), "server option");
-		}
-		else
-			apply_option(NULL, def, defGetString(d), "server option");
+			report_unknown_option(service, d->defname, "server option");
+		check_option_value(def, defGetString(d), service, "server option");
 		if (strcmp(d->defname, "url") == 0)
 			have_url = true;
 	}
 
-	if (service == NULL)
+	if (!have_service)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("a campus_sync server needs the option \"service\""),
-				 errhint("Add OPTIONS (service 'opscom', url '...') or (service 'cloudcard', url '...').")));
+				 errhint("Add OPTIONS (service '...', url '...'), where service is one of: %s.",
+						 service_names(", "))));
 	if (!have_url)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("a campus_sync server needs the option \"url\""),
-				 errhint("For example url 'https://controller.operationscommander.io' or 'https://api.cloudcard.us'.")));
+				 errhint("For example url '%s'.", service->example_url)));
+}
+
+/* "a", "a or b": the secrets service takes, for messages */
+static char *
+secret_names_text(const ServiceDescriptor *service)
+{
+	StringInfoData buf;
+	const char *const *names = service->secret_options;
+
+	initStringInfo(&buf);
+	for (int n = 0; names[n]; n++)
+		appendStringInfo(&buf, "%s%s", n == 0 ? "" : names[n + 1] ? ", " : " or ",
+						 names[n]);
+	return buf.data;
+}
+
+/* Every service's secrets: "api_token (opscom), auth_token or ..." */
+static char *
+valid_secret_names(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < service_count(); i++)
+	{
+		const ServiceDescriptor *service = service_at(i);
+
+		appendStringInfo(&buf, "%s%s (%s)", i ? ", " : "",
+						 secret_names_text(service), service->name);
+	}
+	return buf.data;
 }
 
 static void
 validate_user_mapping_options(List *options)
 {
 	ListCell   *lc;
-	int			cloudcard_secrets = 0;
 
 	foreach(lc, options)
 	{
 		DefElem    *d = lfirst(lc);
-		bool		known = false;
-		char	   *value;
 
-		for (const char *const *name = secret_options; *name; name++)
-			if (strcmp(*name, d->defname) == 0)
-				known = true;
-		if (!known)
+		if (service_declaring(d->defname, true) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 					 errmsg("invalid user mapping option \"%s\"", d->defname),
-					 errhint("Valid user mapping options are: api_token (opscom), auth_token or persistent_access_token (cloudcard).")));
-		value = defGetString(d);
-		if (value[0] == '\0')
+					 errhint("Valid user mapping options are: %s.", valid_secret_names())));
+		if (defGetString(d)[0] == '\0')
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("user mapping option \"%s\" is empty", d->defname)));
-		if (strcmp(d->defname, "api_token") == 0 &&
-			pg_mbstrlen(value) > OPSCOM_API_TOKEN_MAX)
-			ereport(ERROR,
-					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-					 errmsg("user mapping option \"api_token\" is too long: %d characters, OPS-COM allows at most %d",
-							pg_mbstrlen(value), OPSCOM_API_TOKEN_MAX)));
-		if (strcmp(d->defname, "api_token") != 0)
-			cloudcard_secrets++;
 	}
-	if (cloudcard_secrets > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("give either \"auth_token\" or \"persistent_access_token\", not both")));
+	for (int i = 0; i < service_count(); i++)
+		if (service_at(i)->check_secrets)
+			service_at(i)->check_secrets(options);
 }
 
 /*
@@ -564,13 +548,21 @@ target_from_server(ForeignServer *server)
 		DefElem    *d = lfirst(lc);
 
 		if (strcmp(d->defname, "service") == 0)
-			t->service = strcmp(defGetString(d), "opscom") == 0 ?
-				SERVICE_OPSCOM : SERVICE_CLOUDCARD;
+			t->service = service_find(defGetString(d));
 	}
+	if (t->service == NULL)		/* the validator would not have let it be */
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("server \"%s\" has no valid option \"service\"", t->server_name),
+				 errhint("ALTER SERVER %s OPTIONS (SET service '...'), where service is one of: %s.",
+						 quote_identifier(t->server_name), service_names(", "))));
+	t->options = palloc0(t->service->options_size);
+	if (t->service->options_init)
+		t->service->options_init(t->options);
 	foreach(lc, server->options)
 	{
 		DefElem    *d = lfirst(lc);
-		const OptionDef *def = find_server_option(d->defname);
+		const OptionDef *def = find_server_option(t->service, d->defname);
 
 		/* the validator has seen these already; skip what it would refuse */
 		if (def != NULL)
@@ -628,12 +620,14 @@ apply_call_options(SyncTarget *t, Jsonb *options)
 		if (tok != WJB_VALUE)
 			continue;
 
-		def = find_server_option(key);
+		def = find_server_option(t->service, key);
+		if (def == NULL && service_declaring(key, false) != NULL)
+			report_unknown_option(t->service, key, "option");
 		if (def == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 					 errmsg("invalid option \"%s\" in the options argument", key),
-					 errhint("Valid options are: %s.", valid_server_option_names())));
+					 errhint("Valid options are: %s.", valid_server_option_names(t->service))));
 		if (!def->per_call)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
@@ -644,10 +638,6 @@ apply_call_options(SyncTarget *t, Jsonb *options)
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("only a superuser may give \"ca_file\" per call"),
 					 errhint("Set it on the server with ALTER SERVER.")));
-		if (def->scope == SCOPE_OPSCOM && t->service != SERVICE_OPSCOM)
-			check_option_scope(def, "cloudcard", "option");
-		if (def->scope == SCOPE_CLOUDCARD && t->service != SERVICE_CLOUDCARD)
-			check_option_scope(def, "opscom", "option");
 		apply_option(t, def, call_option_string(&v, key), "option");
 	}
 }
@@ -660,8 +650,8 @@ apply_call_options(SyncTarget *t, Jsonb *options)
  * wrapper or service, no USAGE for check_usage_role (when valid).
  */
 SyncTarget *
-target_load(const char *server_name, Jsonb *call_options, ServiceKind expected,
-			Oid check_usage_role)
+target_load(const char *server_name, Jsonb *call_options,
+			const ServiceDescriptor *expected, Oid check_usage_role)
 {
 	ForeignServer *server = GetForeignServerByName(server_name, true);
 	SyncTarget *t;
@@ -672,7 +662,7 @@ target_load(const char *server_name, Jsonb *call_options, ServiceKind expected,
 				 errmsg("server \"%s\" does not exist", server_name),
 				 errhint("Create it with CREATE SERVER %s FOREIGN DATA WRAPPER campus_sync OPTIONS (service '%s', url '...').",
 						 quote_identifier(server_name),
-						 expected == SERVICE_CLOUDCARD ? "cloudcard" : "opscom")));
+						 expected ? expected->name : "...")));
 	if (server->fdwid != campus_sync_fdw_oid())
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -691,13 +681,13 @@ target_load(const char *server_name, Jsonb *call_options, ServiceKind expected,
 						 quote_identifier(GetUserNameFromId(check_usage_role, false)))));
 
 	t = target_from_server(server);
-	if (expected != SERVICE_ANY && t->service != expected)
+	if (expected != NULL && t->service != expected)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" is a %s target, but this function sends to %s",
-						server_name, service_name(t->service), service_name(expected)),
+						server_name, t->service->name, expected->name),
 				 errhint("Pass the name of a server with service '%s'.",
-						 service_name(expected))));
+						 expected->name)));
 	if (call_options != NULL)
 		apply_call_options(t, call_options);
 	return t;
@@ -710,8 +700,9 @@ target_load_oid(Oid server_oid)
 	return target_from_server(GetForeignServer(server_oid));
 }
 
-static const char *
-option_value(List *options, const char *name)
+/* The value of the option called name in a list of DefElem, or NULL. */
+const char *
+defelem_value(List *options, const char *name)
 {
 	ListCell   *lc;
 
@@ -751,6 +742,8 @@ target_secret(SyncTarget *target, Oid roleid, bool missing_ok)
 		const char *rolename = OidIsValid(roleid) ?
 			GetUserNameFromId(roleid, true) : "PUBLIC";
 
+		if (!target->service->secret_required)
+			return palloc0(sizeof(TargetSecret));	/* none: sent without */
 		if (missing_ok)
 			return NULL;
 		ereport(ERROR,
@@ -759,8 +752,7 @@ target_secret(SyncTarget *target, Oid roleid, bool missing_ok)
 						rolename ? rolename : "?", target->server_name),
 				 errhint("CREATE USER MAPPING FOR PUBLIC SERVER %s OPTIONS (%s '...');",
 						 quote_identifier(target->server_name),
-						 target->service == SERVICE_OPSCOM ?
-						 "api_token" : "persistent_access_token")));
+						 target->service->secret_example)));
 	}
 
 	um = (Form_pg_user_mapping) GETSTRUCT(tp);
@@ -773,35 +765,20 @@ target_secret(SyncTarget *target, Oid roleid, bool missing_ok)
 	secret->umid = um->oid;
 	ReleaseSysCache(tp);
 
-	if (target->service == SERVICE_OPSCOM)
-	{
-		secret->kind = SECRET_OPSCOM_API_TOKEN;
-		value = option_value(options, "api_token");
-	}
-	else if ((value = option_value(options, "persistent_access_token")) != NULL)
-		secret->kind = SECRET_CLOUDCARD_PAT;
-	else
-	{
-		secret->kind = SECRET_CLOUDCARD_AUTH_TOKEN;
-		value = option_value(options, "auth_token");
-	}
-
-	if (value == NULL)
+	value = target->service->choose_secret(options, &secret->option);
+	if (value == NULL && target->service->secret_required)
 	{
 		if (missing_ok)
 			return NULL;
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("the user mapping for server \"%s\" has no %s",
-						target->server_name,
-						target->service == SERVICE_OPSCOM ? "api_token" :
-						"auth_token or persistent_access_token"),
+						target->server_name, secret_names_text(target->service)),
 				 errhint("ALTER USER MAPPING FOR ... SERVER %s OPTIONS (ADD %s '...');",
 						 quote_identifier(target->server_name),
-						 target->service == SERVICE_OPSCOM ?
-						 "api_token" : "persistent_access_token")));
+						 target->service->secret_example)));
 	}
-	secret->value = pstrdup(value);
+	secret->value = value ? pstrdup(value) : NULL;
 	return secret;
 }
 
