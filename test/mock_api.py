@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Mock of the two SaaS APIs campus_sync talks to: OPS-COM and CloudCard.
 
-Python 3 standard library only.  One process serves both vendor APIs (their
-paths do not collide) plus a separate control listener that tests use to
-inspect what the client sent and to inject faults.  This file is the entry
-point (command line, HTTP server, control API, recorder, fault rules and
-config); the vendors are played by mock_opscom.py and mock_cloudcard.py,
-with helpers both share in mock_common.py (all next to this file).
+Python 3 standard library only.  One process serves both vendor APIs and
+a webhook receiver (their paths do not collide) plus a separate control
+listener that tests use to inspect what the client sent and to inject
+faults.  This file is the entry point (command line, HTTP server, control
+API, recorder, fault rules and config); the vendors are played by
+mock_opscom.py and mock_cloudcard.py, the receiver by mock_webhook.py,
+with helpers they share in mock_common.py (all next to this file).
 
 Command line
 ------------
@@ -48,6 +49,20 @@ CloudCard POST /authentication-token          (PAT -> session token)
           cloudcard_expired_status with its reason phrase as message
           (401 "Unauthorized", 403 "Forbidden").  A refused PAT at the
           exchange is always 401.
+Webhook   POST /hooks and /hooks/{anything}: a delivery, a JSON object with
+          Content-Type application/json (parameters such as charset
+          allowed), else 400 {"message": "..."} saying what is wrong;
+          another method: 405 {"message": "Method Not Allowed"}, Allow:
+          POST.  webhook_signing_secret (default null: no check; a string
+          is the HMAC key, as UTF-8): X-Signature must be exactly sha256=
+          and the lowercase hex HMAC-SHA256 of the raw body bytes, as
+          GitHub signs (upper-case hex is refused), else 401 {"message":
+          "bad signature"}, checked before the content type and body.
+          webhook_status (default 200; 200-599): the answer to a delivery
+          that passed: a 2xx is {"id": "wh-N"} (N counts the kept
+          deliveries from 1 since the reset), 204 has no body; any other
+          status is {"message": "webhook_status S"} and the delivery is not
+          kept.  Neither switch is in the `realistic` preset.
 
 Control API (control listener; GET or POST; arguments as a JSON object body
 and/or URL query parameters; every answer is one line of JSON + newline)
@@ -85,12 +100,17 @@ and/or URL query parameters; every answer is one line of JSON + newline)
                          session_token_prefix (put before each new session
                          token, to issue tokens with characters JSON or
                          URLs escape), the realistic switches and the
-                         `realistic` preset (see "Realistic switches");
+                         `realistic` preset (see "Realistic switches"),
+                         webhook_signing_secret (null: JSON null or "null"
+                         in a query) and webhook_status (see "Webhook");
                          answers every value
 /_mock/opscom_profiles   unique_id -> {"reference_id", "fields" (the last
                          push minus apiToken), "merged", "pushes"}
 /_mock/cloudcard_people  stored people, as GET /person would return them
 /_mock/cloudcard_seed    store a person (JSON body); returns it with its id
+/_mock/webhook_deliveries  the kept webhook deliveries, in order, each
+                         {"path" (raw, no query), "body" (the JSON object),
+                         "signature" (X-Signature as sent, or null)}
 /_mock/ping              {"ok": true}
 
 Example from a shell or from COPY ... FROM PROGRAM:
@@ -218,6 +238,7 @@ import zlib
 
 import mock_cloudcard
 import mock_opscom
+import mock_webhook
 from mock_cloudcard import SEED_TYPES, CloudCardError
 from mock_common import Response, Request, dumps, parse_bool_param, parse_json
 
@@ -238,6 +259,7 @@ SERVICES = (
     ("cloudcard", mock_cloudcard, mock_cloudcard.CloudCard, None),
     ("opscom", mock_opscom, mock_opscom.OpsCom,
      (mock_opscom.OPSCOM_PREFIX,)),
+    ("webhook", mock_webhook, mock_webhook.Webhook, ("/hooks",)),
 )
 
 
@@ -500,7 +522,9 @@ class UnknownCommand(Exception):
 def coerce(name, value, kind):
     """Convert a control argument (JSON value or query string) to kind."""
     try:
-        if kind == "str":
+        if kind in ("str", "str?"):
+            if kind == "str?" and value in (None, "null"):
+                return None
             if isinstance(value, str):
                 return value
             # A JSON body may give e.g. "body": {...} or "retry_after": 2.
@@ -652,6 +676,10 @@ class Control:
     def cmd_opscom_profiles(self, args):
         typed_args(args, {})
         return self.mock.opscom.snapshot()
+
+    def cmd_webhook_deliveries(self, args):
+        typed_args(args, {})
+        return self.mock.webhook.snapshot()
 
     def cmd_cloudcard_people(self, args):
         typed_args(args, {})

@@ -10,6 +10,8 @@ Prints one line per check; exits non-zero on the first failure.
 
 import argparse
 import datetime
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -754,6 +756,7 @@ def check_control_forms(client):
 def check_reset(client):
     client.ok("config", opscom_tokens="other")
     push(client, **NEW_PERSON)
+    hook(client, {"a": 1})
     client.api("POST", "/person", {"email": "a@b.edu"}, auth())
     client.ok("behave", status=500)
     client.ok("down", seconds=30)
@@ -765,6 +768,7 @@ def check_reset(client):
               [0, 0, 0, 0], "stats cleared")
     expect_eq(client.ok("opscom_profiles"), {}, "profiles cleared")
     expect_eq(client.ok("cloudcard_people"), [], "people cleared")
+    expect_eq(client.ok("webhook_deliveries"), [], "deliveries cleared")
     config = client.ok("config")
     expect_eq(config["opscom_tokens"], [OPSCOM_TOKEN], "config restored")
     _, _, _, answer = push(client, **NEW_PERSON)
@@ -800,7 +804,8 @@ REALISTIC = {
 }
 # The new switches outside the preset, with their defaults.
 NOT_REALISTIC = {"cloudcard_pat_max_uses": None,
-                 "cloudcard_deprecated_status": 403}
+                 "cloudcard_deprecated_status": 403,
+                 "webhook_signing_secret": None, "webhook_status": 200}
 
 
 def sessions(client):
@@ -1371,14 +1376,15 @@ def check_realistic_preset(client):
     before = dict(config)
     # the preset sets exactly the (R) switches
     client.ok("config", cloudcard_pat_max_uses=7,
-              cloudcard_deprecated_status=404, session_ttl_s=99)
+              cloudcard_deprecated_status=404, session_ttl_s=99,
+              webhook_status=202)
     config = client.ok("config", realistic="true")
     expect_eq({k: config[k] for k in REALISTIC},
               {k: v[1] for k, v in REALISTIC.items()}, "realistic values")
     expect_eq((config["realistic"], config["cloudcard_pat_max_uses"],
                config["cloudcard_deprecated_status"],
-               config["session_ttl_s"]), (True, 7, 404, 99),
-              "other keys untouched by the preset")
+               config["session_ttl_s"], config["webhook_status"]),
+              (True, 7, 404, 99, 202), "other keys untouched by the preset")
     # the preset first, then the other keys of the same call
     config = client.ok("config", {"realistic": True,
                                   "cloudcard_expired_status": 401})
@@ -1463,6 +1469,219 @@ def check_proxy_html_502(client):
     expect_eq(status, 404, "normal after the 502s")
 
 
+# --------------------------------------------------------------------------
+# Webhook receiver
+# --------------------------------------------------------------------------
+
+HOOK = "/hooks/people"
+WEBHOOK_SECRET = "It's a Secret to Everybody"
+# GitHub's published example: WEBHOOK_SECRET over the body "Hello, World!".
+GITHUB_SIGNATURE = ("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c"
+                    "46f4379c8b043e17")
+BAD_SIGNATURE = {"message": "bad signature"}
+
+
+def sign(raw, secret=WEBHOOK_SECRET):
+    digest = hmac.new(secret.encode("utf-8"), raw, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def hook(client, body, path=HOOK, signature=None, content_type=JSON_CT):
+    """POST a delivery: body a JSON-able value or raw bytes."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = dict(content_type)
+    if signature is not None:
+        headers["X-Signature"] = signature
+    return client.api("POST", path, raw, headers)
+
+
+def expect_hook_error(client, status, message, body, what, **kwargs):
+    """A refused delivery: status, {"message"} and nothing kept."""
+    before = client.ok("webhook_deliveries")
+    got, _, _, answer = hook(client, body, **kwargs)
+    expect_eq(got, status, what + ": status")
+    expect(isinstance(answer, dict) and message in answer.get("message", ""),
+           what + f": message with {message!r}", answer)
+    expect_eq(client.ok("webhook_deliveries"), before, what + ": not kept")
+
+
+def check_webhook(client):
+    client.ok("reset")
+    config = client.ok("config")
+    expect_eq((config["webhook_signing_secret"], config["webhook_status"]),
+              (None, 200), "defaults")
+    # no secret: anything typed JSON object is kept, signed or not
+    status, headers, _, answer = hook(client, {"name": "Ada", "n": 1})
+    expect_eq((status, answer), (200, {"id": "wh-1"}), "unsigned delivery")
+    expect_eq(headers.get("content-type"), "application/json", "answer type")
+    status, _, _, answer = hook(
+        client, {"b": [1]}, path="/hooks",
+        content_type={"Content-Type": "Application/JSON; charset=utf-8"})
+    expect_eq((status, answer), (200, {"id": "wh-2"}), "/hooks, charset")
+    status, _, _, answer = hook(client, {}, path="/hooks/a/b?x=1",
+                                signature="sha256=not-checked")
+    expect_eq((status, answer), (200, {"id": "wh-3"}),
+              "any signature without a secret")
+    expect_eq(client.ok("webhook_deliveries"), [
+        {"path": HOOK, "body": {"name": "Ada", "n": 1}, "signature": None},
+        {"path": "/hooks", "body": {"b": [1]}, "signature": None},
+        {"path": "/hooks/a/b", "body": {}, "signature": "sha256=not-checked"},
+    ], "deliveries in order")
+    record = client.ok("last", path_prefix="/hooks")
+    expect_eq([record[k] for k in ("method", "path", "query", "body",
+                                   "json", "status")],
+              ["POST", "/hooks/a/b", "x=1", "{}", {}, 200], "recorded")
+    expect_eq((record["headers"].get("content-type"),
+               record["headers"].get("x-signature")),
+              ("application/json", "sha256=not-checked"), "recorded headers")
+    # what is refused, and never kept
+    for raw, kind in ((b"[1, 2]", "array"), (b'"text"', "string"),
+                      (b"null", "null"), (b"42", "number"),
+                      (b"true", "boolean")):
+        expect_hook_error(client, 400, "JSON object", raw, f"body {raw!r}")
+        expect_hook_error(client, 400, kind, raw, f"body {raw!r} named")
+    expect_hook_error(client, 400, "not JSON", b"{nope", "not JSON")
+    expect_hook_error(client, 400, "not JSON", b'{"n": NaN}', "NaN")
+    expect_hook_error(client, 400, "not JSON", b'{"a": "\xff"}', "not UTF-8")
+    expect_hook_error(client, 400, "empty", b"", "empty body")
+    for content_type in ({"Content-Type": "text/plain"},
+                         {"Content-Type": "application/jsonx"},
+                         {"Content-Type": "application/x-www-form-urlencoded"},
+                         {}):
+        expect_hook_error(client, 400, "Content-Type", {"a": 1},
+                          f"content type {content_type}",
+                          content_type=content_type)
+    for method in ("GET", "PUT", "DELETE", "PATCH"):
+        for path in (HOOK, "/hooks"):
+            status, headers, _, answer = client.api(method, path, {"a": 1})
+            expect_eq((status, answer, headers.get("allow")),
+                      (405, {"message": "Method Not Allowed"}, "POST"),
+                      f"{method} {path}")
+    status, _, _, answer = hook(client, {"a": 1}, path="/hooksx")
+    expect_eq((status, answer), (404, NOT_FOUND), "/hooksx is not the hook")
+    # fault rules apply to the hook like to the vendors
+    client.ok("behave", path_prefix="/hooks", status=503, count=1)
+    status, _, _, _ = hook(client, {"a": 1})
+    expect_eq(status, 503, "behave on /hooks")
+    expect_eq(len(client.ok("webhook_deliveries")), 3, "only the 3 kept")
+    status, _, _, answer = hook(client, {"a": 1})
+    expect_eq((status, answer), (200, {"id": "wh-4"}),
+              "ids count kept deliveries only")
+    client.ok("reset")
+    expect_eq(client.ok("webhook_deliveries"), [], "reset forgets them")
+    _, _, _, answer = hook(client, {"a": 1})
+    expect_eq(answer, {"id": "wh-1"}, "ids restart after reset")
+
+
+def check_webhook_switches(client):
+    client.ok("reset")
+    config = client.ok("config", {"webhook_signing_secret": WEBHOOK_SECRET})
+    expect_eq(config["webhook_signing_secret"], WEBHOOK_SECRET, "secret set")
+    # GitHub's example signature passes (then its body is refused: not JSON)
+    expect_hook_error(client, 400, "not JSON", b"Hello, World!",
+                      "GitHub's example", signature=GITHUB_SIGNATURE)
+    expect_hook_error(client, 401, "bad signature", b"Hello, World!",
+                      "GitHub's example unsigned")
+    raw = b'{"name": "Ada",  "n": 1}'
+    good = sign(raw)
+    status, _, _, answer = hook(client, raw, signature=good)
+    expect_eq((status, answer), (200, {"id": "wh-1"}), "signed delivery")
+    status, _, _, answer = hook(client, raw, signature=good)
+    expect_eq((status, answer), (200, {"id": "wh-2"}), "same body again")
+    hexdigest = good[len("sha256="):]
+    for what, signature, body in (
+            ("missing", None, raw),
+            ("empty", "", raw),
+            ("of another body", sign(b'{"name": "Ada", "n": 1}'), raw),
+            ("another secret", sign(raw, "other"), raw),
+            ("upper-case hex", "sha256=" + hexdigest.upper(), raw),
+            ("upper-case scheme", "SHA256=" + hexdigest, raw),
+            ("no scheme", hexdigest, raw),
+            ("sha1 scheme", "sha1=" + hexdigest, raw),
+            ("truncated", good[:-1], raw),
+            ("extra character", good + "0", raw),
+            ("non-ASCII", "sha256=\u00e9", raw),
+            ("twice", good + ", " + good, raw),
+            ("empty body", sign(raw), b"")):
+        status, _, _, answer = hook(client, body, signature=signature)
+        expect_eq((status, answer), (401, BAD_SIGNATURE), f"signature {what}")
+    # the signature is checked first: a bad one is 401 whatever the body
+    expect_hook_error(client, 401, "bad signature", b"[1]", "401 before 400",
+                      signature="sha256=00")
+    expect_hook_error(client, 401, "bad signature", raw, "401 before type",
+                      signature="sha256=00",
+                      content_type={"Content-Type": "text/plain"})
+    expect_hook_error(client, 400, "Content-Type", raw, "signed, bad type",
+                      signature=good,
+                      content_type={"Content-Type": "text/plain"})
+    status, _, _, answer = client.api("GET", HOOK)
+    expect_eq((status, answer), (405, {"message": "Method Not Allowed"}),
+              "405 before the signature")
+    expect_eq(client.ok("webhook_deliveries"), [
+        {"path": HOOK, "body": {"name": "Ada", "n": 1}, "signature": good},
+    ] * 2, "only the well-signed deliveries kept")
+    expect_eq(client.ok("last", path_prefix="/hooks")["status"], 405,
+              "refused deliveries recorded")
+    # null turns the check off: JSON null, then "null" in a query
+    config = client.ok("config", {"webhook_signing_secret": None})
+    expect_eq(config["webhook_signing_secret"], None, "secret null (JSON)")
+    status, _, _, answer = hook(client, {"a": 1})
+    expect_eq((status, answer), (200, {"id": "wh-3"}), "unsigned again")
+    client.ok("config", webhook_signing_secret="s")
+    config = client.ok("config", webhook_signing_secret="null")
+    expect_eq(config["webhook_signing_secret"], None, "secret null (query)")
+    client.ok("config", webhook_signing_secret="caf\u00e9")
+    status, _, _, answer = hook(client, raw, signature=sign(raw, "caf\u00e9"))
+    expect_eq((status, answer), (200, {"id": "wh-4"}), "secret as UTF-8")
+    client.ok("config", {"webhook_signing_secret": None})
+
+    client.ok("reset")
+    for webhook_status in (200, 201, 202, 299):
+        client.ok("config", webhook_status=webhook_status)
+        status, _, _, answer = hook(client, {"s": webhook_status})
+        expect_eq(status, webhook_status, f"webhook_status {webhook_status}")
+        expect_eq(set(answer), {"id"}, f"{webhook_status}: an id")
+    client.ok("config", webhook_status=204)
+    status, headers, raw, _ = hook(client, {"s": 204})
+    expect_eq((status, raw, headers.get("content-type"),
+               headers.get("content-length", "0")), (204, b"", None, "0"),
+              "204: no body")
+    client.ok("config", webhook_status=202)
+    status, _, _, answer = hook(client, {"s": 202})
+    expect_eq((status, answer), (202, {"id": "wh-6"}), "204 was counted")
+    for webhook_status in (400, 404, 410, 500, 503, 599):
+        client.ok("config", webhook_status=webhook_status)
+        expect_hook_error(client, webhook_status,
+                          f"webhook_status {webhook_status}",
+                          {"s": webhook_status}, f"{webhook_status}")
+        _, _, _, answer = hook(client, {"s": webhook_status})
+        expect_eq(answer, {"message": f"webhook_status {webhook_status}"},
+                  f"{webhook_status}: message")
+    client.ok("config", webhook_status=500,
+              webhook_signing_secret=WEBHOOK_SECRET)
+    expect_hook_error(client, 401, "bad signature", {"a": 1},
+                      "signature before webhook_status")
+    client.ok("config", webhook_status=200)
+    raw = b'{"last": true}'
+    status, _, _, answer = hook(client, raw, signature=sign(raw))
+    expect_eq((status, answer), (200, {"id": "wh-7"}),
+              "non-2xx deliveries not counted")
+    expect_eq([d["body"] for d in client.ok("webhook_deliveries")],
+              [{"s": 200}, {"s": 201}, {"s": 202}, {"s": 299}, {"s": 204},
+               {"s": 202}, {"last": True}], "kept: 2xx only, 204 too")
+    for bad in ("199", "600", "x", "null"):
+        expect_config_error(client, f"webhook_status={bad}",
+                            webhook_status=bad)
+    client.ok("reset")
+    config = client.ok("config")
+    expect_eq((config["webhook_signing_secret"], config["webhook_status"]),
+              (None, 200), "reset restores the defaults")
+    expect_eq(client.ok("webhook_deliveries"), [], "reset forgets them")
+    status, _, _, answer = hook(client, {"a": 1})
+    expect_eq((status, answer), (200, {"id": "wh-1"}),
+              "after reset: unsigned, 200, ids from 1")
+
+
 def check_sigterm(proc):
     start = time.time()
     proc.send_signal(signal.SIGTERM)
@@ -1525,6 +1744,10 @@ def main():
             ("realistic preset, its reset, a realistic session",
              check_realistic_preset),
             ("behave: HTML 502 from a proxy", check_proxy_html_502),
+            ("webhook: JSON object bodies, 400 / 405, deliveries, reset",
+             check_webhook),
+            ("webhook: signing secret, webhook_status, reset",
+             check_webhook_switches),
         ]
         rate = []
         checks += [
