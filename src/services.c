@@ -13,7 +13,7 @@
 
 #include "service.h"
 
-#define SERVICE_LIST(X) X(opscom) X(cloudcard)
+#define SERVICE_LIST(X) X(opscom) X(cloudcard) X(webhook)
 
 #define DECLARE_SERVICE(s) extern const ServiceDescriptor s##_service;
 #define LIST_SERVICE(s) &s##_service,
