@@ -32,7 +32,16 @@ extern void opscom_build(PayloadPlan *plan, RowValues *row, Payload *out);
 extern bool opscom_is_field(const char *name);
 extern int *opscom_source_columns(PayloadPlan *plan, int *n);
 
+/* One OPS-COM user type. */
+typedef struct UserType
+{
+	char	   *id;
+	char	   *type_name;
+	char	   *ext_info;
+} UserType;
+
 /* request_opscom.c */
+extern List *opscom_user_types(const char *text);
 extern bool opscom_prepare(SyncJob *job, JobRequest *req);
 extern void opscom_judge(SyncJob *job, ResponseInfo *info, const char *location);
 extern void opscom_check(SyncTarget *target, TargetSecret *secret, ServerCheck *out);

@@ -10,6 +10,8 @@
  */
 #include "postgres.h"
 
+#include <cjson/cJSON.h>
+
 #include "utils/json.h"
 
 #include "opscom.h"
@@ -106,7 +108,7 @@ opscom_check(SyncTarget *target, TargetSecret *secret, ServerCheck *out)
 	out->http_status = job.http_status;
 	if (out->ok)
 		out->detail = psprintf("apiToken accepted: %d user types at %s",
-							   list_length(response_user_types(job.response)), url);
+							   list_length(opscom_user_types(job.response)), url);
 	else if (job.transport_error)
 	{
 		out->detail = job.error;
@@ -122,4 +124,57 @@ opscom_check(SyncTarget *target, TargetSecret *secret, ServerCheck *out)
 		out->detail = job.error;
 		out->hint = pstrdup("OPS-COM refuses a wrong apiToken with an error like this one: check the user mapping's api_token (ALTER USER MAPPING ... OPTIONS (SET api_token '...')).");
 	}
+}
+
+/* The profiles/types/list answer as a list of UserType. */
+List *
+opscom_user_types(const char *text)
+{
+	cJSON	   *root;
+	List	   *volatile types = NIL;
+
+	if (text == NULL || !response_is_json(text) || (root = cJSON_Parse(text)) == NULL)
+		return NIL;
+
+	PG_TRY();
+	{
+		const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "user_types");
+		const cJSON *item;
+
+		if (!cJSON_IsArray(list))
+			list = NULL;
+		cJSON_ArrayForEach(item, list)
+		{
+			UserType   *ut;
+			const cJSON *ext;
+
+			if (!cJSON_IsObject(item))
+				continue;
+			ut = palloc0(sizeof(UserType));
+			ut->id = response_member_text(item, "id");
+			ut->type_name = response_member_text(item, "type_name");
+			ext = cJSON_GetObjectItemCaseSensitive(item, "ext_info");
+			if (cJSON_IsObject(ext) || cJSON_IsArray(ext))
+			{
+				char	   *printed = cJSON_PrintUnformatted(ext);
+
+				if (printed)
+				{
+					ut->ext_info = pstrdup(printed);
+					cJSON_free(printed);
+				}
+			}
+			else
+				ut->ext_info = response_scalar_text(ext);
+			types = lappend(types, ut);
+		}
+	}
+	PG_CATCH();
+	{
+		cJSON_Delete(root);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	cJSON_Delete(root);
+	return types;
 }

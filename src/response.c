@@ -72,8 +72,8 @@ depth_ok(const char *text)
 }
 
 /* Is text JSON that jsonb_in will take?  Never raises. */
-static bool
-is_valid_json(const char *text)
+bool
+response_is_json(const char *text)
 {
 	JsonLexContext *lex;
 
@@ -238,8 +238,8 @@ response_text(const char *raw, size_t len, bool cut)
 }
 
 /* A JSON scalar as text; NULL for null, objects and arrays. */
-static char *
-scalar_text(const cJSON *item)
+char *
+response_scalar_text(const cJSON *item)
 {
 	if (item == NULL)
 		return NULL;
@@ -258,10 +258,10 @@ scalar_text(const cJSON *item)
 	return NULL;
 }
 
-static char *
-member_text(const cJSON *obj, const char *key)
+char *
+response_member_text(const cJSON *obj, const char *key)
 {
-	return scalar_text(cJSON_GetObjectItemCaseSensitive(obj, key));
+	return response_scalar_text(cJSON_GetObjectItemCaseSensitive(obj, key));
 }
 
 /*
@@ -276,7 +276,7 @@ response_info_parse(const char *text, ResponseInfo *info)
 	cJSON	   *root;
 
 	memset(info, 0, sizeof(ResponseInfo));
-	if (text == NULL || !is_valid_json(text) || (root = cJSON_Parse(text)) == NULL)
+	if (text == NULL || !response_is_json(text) || (root = cJSON_Parse(text)) == NULL)
 		return;
 
 	PG_TRY();
@@ -286,17 +286,17 @@ response_info_parse(const char *text, ResponseInfo *info)
 		{
 			const cJSON *links = cJSON_GetObjectItemCaseSensitive(root, "links");
 
-			info->status = member_text(root, "status");
-			info->reference_id = member_text(root, "reference_id");
-			info->error_code = member_text(root, "ErrorCode");
-			info->error_message = member_text(root, "ErrorMessage");
-			info->id = member_text(root, "id");
-			info->message = member_text(root, "message");
+			info->status = response_member_text(root, "status");
+			info->reference_id = response_member_text(root, "reference_id");
+			info->error_code = response_member_text(root, "ErrorCode");
+			info->error_message = response_member_text(root, "ErrorMessage");
+			info->id = response_member_text(root, "id");
+			info->message = response_member_text(root, "message");
 			if (info->message == NULL)
-				info->message = member_text(root, "error");
+				info->message = response_member_text(root, "error");
 			if (cJSON_IsObject(links))
-				info->login_link = member_text(links, "login");
-			info->expiration_date = member_text(root, "expirationDate");
+				info->login_link = response_member_text(links, "login");
+			info->expiration_date = response_member_text(root, "expirationDate");
 		}
 	}
 	PG_CATCH();
@@ -415,62 +415,9 @@ response_jsonb(const char *text)
 
 	if (text == NULL)
 		return NULL;
-	if (is_valid_json(text))
+	if (response_is_json(text))
 		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 	initStringInfo(&buf);
 	escape_json(&buf, response_excerpt(text));
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-}
-
-/* OPS-COM's profiles/types/list answer as a list of UserType. */
-List *
-response_user_types(const char *text)
-{
-	cJSON	   *root;
-	List	   *volatile types = NIL;
-
-	if (text == NULL || !is_valid_json(text) || (root = cJSON_Parse(text)) == NULL)
-		return NIL;
-
-	PG_TRY();
-	{
-		const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "user_types");
-		const cJSON *item;
-
-		if (!cJSON_IsArray(list))
-			list = NULL;
-		cJSON_ArrayForEach(item, list)
-		{
-			UserType   *ut;
-			const cJSON *ext;
-
-			if (!cJSON_IsObject(item))
-				continue;
-			ut = palloc0(sizeof(UserType));
-			ut->id = member_text(item, "id");
-			ut->type_name = member_text(item, "type_name");
-			ext = cJSON_GetObjectItemCaseSensitive(item, "ext_info");
-			if (cJSON_IsObject(ext) || cJSON_IsArray(ext))
-			{
-				char	   *printed = cJSON_PrintUnformatted(ext);
-
-				if (printed)
-				{
-					ut->ext_info = pstrdup(printed);
-					cJSON_free(printed);
-				}
-			}
-			else
-				ut->ext_info = scalar_text(ext);
-			types = lappend(types, ut);
-		}
-	}
-	PG_CATCH();
-	{
-		cJSON_Delete(root);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	cJSON_Delete(root);
-	return types;
 }

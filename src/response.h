@@ -21,14 +21,15 @@
 struct ResponseInfo
 {
 	bool		is_json;
-	char	   *status;			/* OPS-COM "status" */
-	char	   *reference_id;	/* OPS-COM "reference_id" */
-	char	   *error_code;		/* OPS-COM "ErrorCode" */
-	char	   *error_message;	/* OPS-COM "ErrorMessage" */
-	char	   *id;				/* CloudCard person "id" */
-	char	   *message;		/* CloudCard "message" or "error" */
-	char	   *login_link;		/* CloudCard "links"."login" */
-	char	   *expiration_date;	/* CloudCard "expirationDate" */
+	/* the members services answer with, as text (NULL: absent) */
+	char	   *status;			/* "status" (OPS-COM's "success") */
+	char	   *reference_id;	/* "reference_id" */
+	char	   *error_code;		/* "ErrorCode" */
+	char	   *error_message;	/* "ErrorMessage" */
+	char	   *id;				/* "id" */
+	char	   *message;		/* "message", else "error" */
+	char	   *login_link;		/* "links"."login" */
+	char	   *expiration_date;	/* "expirationDate" */
 };
 
 extern char *response_text(const char *raw, size_t len, bool cut);
@@ -38,14 +39,10 @@ extern Jsonb *response_jsonb(const char *text);
 extern char *response_excerpt(const char *text);
 extern char *response_first_line(const char *text);
 
-/* One OPS-COM user type. */
-typedef struct UserType
-{
-	char	   *id;
-	char	   *type_name;
-	char	   *ext_info;
-} UserType;
-
-extern List *response_user_types(const char *text);
+/* for a service that reads more of its answers (cJSON: cjson/cJSON.h) */
+struct cJSON;
+extern bool response_is_json(const char *text);
+extern char *response_scalar_text(const struct cJSON *item);
+extern char *response_member_text(const struct cJSON *obj, const char *key);
 
 #endif							/* CAMPUS_SYNC_RESPONSE_H */

@@ -98,7 +98,7 @@ campus_sync_opscom_user_types(PG_FUNCTION_ARGS)
 	if (job.outcome != JOB_OK)
 		push_raise_job_failure(&job, "list the OPS-COM user types");
 
-	foreach(lc, response_user_types(job.response))
+	foreach(lc, opscom_user_types(job.response))
 	{
 		UserType   *ut = lfirst(lc);
 		Datum		values[3];

@@ -37,6 +37,7 @@
 #include "target.h"
 
 PG_FUNCTION_INFO_V1(campus_sync_fdw_validator);
+PG_FUNCTION_INFO_V1(campus_sync_server_key_field);
 
 /* The options every service takes; each service adds its own. */
 static const OptionDef server_options[] = {
@@ -780,6 +781,22 @@ target_secret(SyncTarget *target, Oid roleid, bool missing_ok)
 	}
 	secret->value = value ? pstrdup(value) : NULL;
 	return secret;
+}
+
+/*
+ * server_key_field(server oid) -> text
+ *		The field a server's queue items are keyed by, as its service's
+ *		rule says (the server_bindings view asks here: one source); NULL
+ *		for no server of the campus_sync wrapper.
+ */
+Datum
+campus_sync_server_key_field(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server = GetForeignServerExtended(PG_GETARG_OID(0), FSV_MISSING_OK);
+
+	if (server == NULL || server->fdwid != campus_sync_fdw_oid())
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(target_key_field(target_from_server(server))));
 }
 
 /* OIDs of every server of the campus_sync wrapper, in OID order. */

@@ -3,7 +3,7 @@
 Part of the mock of the SaaS APIs campus_sync talks to (see mock_api.py,
 the entry point and its documentation): JSON in and out, the checks both
 vendors make on values, and Response / Request, what the service handlers
-(mock_opscom.py, mock_cloudcard.py) receive and answer.  Standard library
+(mock_opscom.py, mock_cloudcard.py, mock_webhook.py) receive and answer.  Standard library
 only.
 """
 

@@ -205,6 +205,28 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(error("SELECT campus_sync.enqueue('hooks', x, '{\"id\": \"nosuch\"}') "
                                "FROM (SELECT 1 AS id) x")[0], "42703")
 
+    def test_alter_server_while_items_wait_knows_the_webhook_key(self):
+        """Regression: the server_bindings view keyed every server but
+        CloudCard by unique_id, so any ALTER SERVER of a webhook with waiting
+        items was refused (and a restore would not bind them)."""
+        query(self.conn, "INSERT INTO people (id, name) VALUES (10, 'Hal')")
+        query(self.conn, "SELECT campus_sync.enqueue('hooks', p) FROM people p")   # into the queue
+        try:
+            query(self.conn, "ALTER SERVER hooks OPTIONS (ADD timeout_ms '20000')")
+            with self.assertRaises(psycopg2.errors.ObjectInUse) as cm:
+                query(self.conn, "ALTER SERVER hooks OPTIONS (ADD key_field 'name')")
+            self.assertEqual(cm.exception.diag.message_primary,
+                             'cannot change server "hooks" to service webhook keyed by name '
+                             'while 2 queued items wait for it')
+            self.assertEqual(cm.exception.diag.message_detail,
+                             "They were built for service webhook keyed by id, and would be sent "
+                             "with the wrong body or to the wrong person.")
+            self.assertEqual(query(self.conn, "SELECT service, key_field FROM campus_sync.server_bindings "
+                                              "WHERE name = 'hooks'"), [("webhook", "id")])
+            self.assertEqual(self.deliver(), [("hooks", 1, 0, 0)])    # coalesced: one person
+        finally:
+            query(self.conn, "ALTER SERVER hooks OPTIONS (DROP timeout_ms)")
+
     def test_check_server_reaches_the_url_and_sends_nothing(self):
         self.assertEqual(query(self.conn, "SELECT ok, http_status, detail FROM campus_sync.check_server('hooks')"),
                          [(True, 405, "the url answered HTTP 405 to GET (webhooks are sent with POST); "
