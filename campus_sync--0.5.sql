@@ -177,6 +177,66 @@ REVOKE ALL ON campus_sync.queue_items, campus_sync.inbox, campus_sync.queue_item
               campus_sync.target_health FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- Pausing a target (0.5): it queues but sends nothing, for a vendor's
+-- maintenance window
+------------------------------------------------------------------------------
+
+CREATE TABLE campus_sync.paused_servers (
+  server_oid oid PRIMARY KEY,
+  paused_at  timestamptz NOT NULL DEFAULT now(),
+  paused_by  text NOT NULL,
+  reason     text
+);
+
+REVOKE ALL ON campus_sync.paused_servers FROM PUBLIC;
+
+-- deliver() and the worker claim nothing for a paused server (what is in
+-- flight ends); the push functions refuse it; enqueue() and the sync
+-- trigger queue as always.  True when it was not paused already.
+CREATE FUNCTION campus_sync.pause(server name, reason text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv oid;
+  fresh boolean;
+BEGIN
+  SELECT s.oid INTO srv FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+  WHERE s.srvname = pause.server;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'campus_sync server "%" does not exist', pause.server
+      USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT srvname FROM pg_foreign_server lists the servers.';
+  END IF;
+  INSERT INTO campus_sync.paused_servers AS p (server_oid, paused_by, reason)
+  VALUES (srv, session_user, pause.reason)
+  ON CONFLICT (server_oid) DO UPDATE SET reason = EXCLUDED.reason
+  RETURNING (p.xmax = 0) INTO fresh;
+  RETURN fresh;
+END $$;
+
+-- Sends again from now on (the worker at once).  True when it was paused.
+CREATE FUNCTION campus_sync.resume(server name)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  DELETE FROM campus_sync.paused_servers p
+  USING pg_catalog.pg_foreign_server s
+  WHERE s.oid = p.server_oid AND s.srvname = resume.server;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM campus_sync.wake_worker();
+  RETURN true;
+END $$;
+
+REVOKE ALL ON FUNCTION campus_sync.pause(name, text), campus_sync.resume(name) FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- Queueing
 ------------------------------------------------------------------------------
 
@@ -456,11 +516,14 @@ SELECT s.srvname AS server,
        h.last_error,
        wk.running AS worker_running,
        wk.pid AS worker_pid,
-       wk.last_cycle_at AS worker_last_cycle_at
+       wk.last_cycle_at AS worker_last_cycle_at,
+       p.paused_at,
+       p.reason AS paused_reason
 FROM pg_catalog.pg_foreign_server s
 CROSS JOIN campus_sync.worker_status() wk
 JOIN pg_catalog.pg_foreign_data_wrapper f ON f.oid = s.srvfdw AND f.fdwname = 'campus_sync'
 LEFT JOIN campus_sync.target_health h ON h.server = s.srvname::text
+LEFT JOIN campus_sync.paused_servers p ON p.server_oid = s.oid
 LEFT JOIN LATERAL (
   SELECT count(*) FILTER (WHERE x.state = 'pending' AND NOT x.busy) AS pending,
          count(*) FILTER (WHERE x.busy) AS in_flight,
@@ -518,6 +581,7 @@ BEGIN
     DELETE FROM campus_sync.inbox i WHERE i.server_oid = srv.objid;
     GET DIAGNOSTICS m = ROW_COUNT;
     DELETE FROM campus_sync.target_health h WHERE h.server = srv.object_name;
+    DELETE FROM campus_sync.paused_servers p WHERE p.server_oid = srv.objid;
     IF n + m > 0 THEN
       RAISE NOTICE 'campus_sync: discarded % queue items of dropped server "%"', n + m, srv.object_name;
     END IF;

@@ -13,6 +13,7 @@
 
 #include "campus_sync.h"
 #include "http.h"
+#include "pace.h"
 #include "queue_buffer.h"
 #include "service.h"
 #include "session_share.h"
@@ -71,6 +72,7 @@ _PG_init(void)
 	{
 		worker_state_request_shmem();
 		session_share_request_shmem();
+		pace_request_shmem();
 		/* pg_upgrade's servers deliver nothing */
 		if (!IsBinaryUpgrade)
 			worker_register();

@@ -49,6 +49,8 @@
 #include "lock_keys.h"
 #include "deliver.h"
 #include "health.h"
+#include "pace.h"
+#include "pause.h"
 #include "http.h"
 #include "queue_buffer.h"
 #include "queue_store.h"
@@ -106,6 +108,7 @@ struct ServerRun
 	TimestampTz health_saved_at;	/* by a batch commit */
 	ClaimCursor cursor;			/* where claims go on */
 	bool		exhausted;		/* nothing due at the last claim */
+	bool		pause_told;		/* deliver() said the server is paused */
 	List	   *secrets;		/* RoleSecret */
 	DeliverCounts counts;
 };
@@ -125,6 +128,7 @@ typedef struct DeliverRun
 	uint64		generation;		/* commits so far: row locks older are gone */
 	bool		pushed_snapshot;	/* an active snapshot of ours, after a commit */
 	TimestampTz looked_at;		/* when exhausted servers were last asked again */
+	TimestampTz pace_at;		/* the next start a server's pace waits for; 0: none */
 } DeliverRun;
 
 /* A person this run holds until its outcome is committed. */
@@ -263,6 +267,22 @@ claim(DeliverRun *run, ServerRun *sr, int n)
 	List	   *claimed = NIL;
 	ListCell   *lc;
 	MemoryContext old;
+	char	   *paused = server_pause_text(sr->target->server_oid);
+
+	/* paused: nothing more starts (what flies ends); asked again later */
+	if (paused != NULL)
+	{
+		if (!continuous(run) && !sr->pause_told)
+			ereport(NOTICE,
+					(errmsg("server \"%s\" is paused: nothing was sent to it",
+							sr->target->server_name),
+					 errdetail("Paused %s.", paused),
+					 errhint("SELECT campus_sync.resume(%s);",
+							 quote_literal_cstr(sr->target->server_name))));
+		sr->pause_told = true;
+		sr->exhausted = true;
+		return 0;
+	}
 
 	for (int pass = 0; pass < 3; pass++)
 	{
@@ -562,9 +582,27 @@ claim_more(DeliverRun *run, ServerRun *sr)
  * Starts items of a server while it has room; claims more when needed.
  * A server that is down gets one probe when one is due.
  */
+/*
+ * May a request to the server start now (max_rate, a 429's Retry-After)?
+ * If not, the loop's wait ends when it may.
+ */
+static bool
+pace_allows(DeliverRun *run, ServerRun *sr)
+{
+	TimestampTz at = pace_next_start(sr->target);
+
+	if (at <= GetCurrentTimestamp())
+		return true;
+	if (run->pace_at == 0 || at < run->pace_at)
+		run->pace_at = at;
+	return false;
+}
+
 static void
 fill(DeliverRun *run, ServerRun *sr)
 {
+	if (!pace_allows(run, sr))
+		return;
 	if (!sr->health.up)
 	{
 		DeliverItem *probe;
@@ -592,6 +630,8 @@ fill(DeliverRun *run, ServerRun *sr)
 		start_item(run, item);
 		if (!sr->health.up)
 			return;				/* it just went down */
+		if (!pace_allows(run, sr))
+			break;				/* the next slot is later */
 	}
 
 	/*
@@ -746,6 +786,18 @@ look_again_if_woken(DeliverRun *run)
 	}
 }
 
+/* How long the loop may wait for answers: POLL_MS, or until a pace allows. */
+static int
+wait_ms(DeliverRun *run)
+{
+	int64		us;
+
+	if (run->pace_at == 0)
+		return POLL_MS;
+	us = run->pace_at - GetCurrentTimestamp();
+	return (int) Max(1, Min(POLL_MS, us / 1000 + 1));
+}
+
 static void
 run_loop(DeliverRun *run, bool report)
 {
@@ -763,6 +815,7 @@ run_loop(DeliverRun *run, bool report)
 
 		CHECK_FOR_INTERRUPTS();
 		look_again_if_woken(run);
+		run->pace_at = 0;
 		foreach(lc, run->servers)
 		{
 			ServerRun  *sr = lfirst(lc);
@@ -775,7 +828,7 @@ run_loop(DeliverRun *run, bool report)
 		if (!busy)
 			break;
 
-		http_wait(POLL_MS);
+		http_wait(wait_ms(run));
 		while ((t = http_next_done()) != NULL)
 		{
 			DeliverItem *item = (DeliverItem *) t->owner;

@@ -21,6 +21,7 @@
 #include "utils/jsonb.h"
 
 #include "payload.h"
+#include "pause.h"
 #include "push.h"
 #include "request.h"
 #include "response.h"
@@ -164,6 +165,7 @@ push_now(FunctionCallInfo fcinfo, const ServiceDescriptor *service)
 	if (PG_ARGISNULL(ARG_PERSON))
 		PG_RETURN_NULL();
 	plan = push_plan_for_call(fcinfo, service, true);
+	check_not_paused(plan->target->server_oid, plan->target->server_name);
 	secret = target_secret(plan->target, GetUserId(), false);
 
 	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON), &payload);

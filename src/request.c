@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 
 #include "request_service.h"
+#include "pace.h"
 #include "secrets.h"
 
 /* check_server()'s hint when no HTTP answer came. */
@@ -90,6 +91,7 @@ job_start(SyncJob *job)
 	if (!service->prepare(job, &req))
 		return;
 	wire = req.body_is_wire ? req.body : job_wire_body(req.body);
+	pace_count(job->target);
 	job->transfer = http_transfer_create(job);
 	PG_TRY();
 	{
@@ -165,6 +167,9 @@ job_step(SyncJob *job)
 	location = http_location(t);
 	http_transfer_free(t);
 
+	/* a 429's Retry-After holds back every request to the target */
+	if (job->http_status == 429 && job->retry_after_s > 0)
+		pace_block(job->target, job->retry_after_s);
 	response_info_parse(job->response, &info);
 	job->target->service->judge(job, &info, location);
 }
@@ -175,6 +180,7 @@ job_run(SyncJob *job)
 {
 	PG_TRY();
 	{
+		pace_wait(job->target);
 		job_start(job);
 		while (job->outcome == JOB_RUNNING)
 		{

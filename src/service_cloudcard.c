@@ -17,6 +17,7 @@
 
 #include "cloudcard.h"
 #include "cloudcard_auth.h"
+#include "pause.h"
 #include "push.h"
 #include "response.h"
 
@@ -147,6 +148,7 @@ campus_sync_cloudcard_login_link(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(PUSH_ARG_PERSON))
 		PG_RETURN_NULL();
 	plan = push_plan_for_call(fcinfo, &cloudcard_service, false);
+	check_not_paused(plan->target->server_oid, plan->target->server_name);
 	secret = target_secret(plan->target, GetUserId(), false);
 	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(PUSH_ARG_PERSON), &payload);
 	if (payload.error)

@@ -52,6 +52,7 @@ static const OptionDef server_options[] = {
 	{"verify_tls", OPT_BOOL, 0, 0, NULL, true},
 	{"on_invalid", OPT_CHOICE, 0, 0, "queue|error", true},
 	{"required_fields", OPT_FIELDS, 0, 0, NULL, true},
+	{"max_rate", OPT_INT, 1, 100000, NULL, false},
 	{NULL}
 };
 
@@ -348,6 +349,8 @@ apply_option(SyncTarget *target, const OptionDef *def, const char *value,
 		target->max_attempts = parse_int_option(def, value, where);
 	else if (strcmp(name, "retry_max_delay_s") == 0)
 		target->retry_max_delay_s = parse_int_option(def, value, where);
+	else if (strcmp(name, "max_rate") == 0)
+		target->max_rate = parse_int_option(def, value, where);
 	else if (strcmp(name, "ca_file") == 0)
 		target->ca_file = pstrdup(value);
 	else if (strcmp(name, "verify_tls") == 0)

@@ -27,6 +27,7 @@ struct SyncTarget
 	int			concurrency;
 	int			max_attempts;
 	int			retry_max_delay_s;
+	int			max_rate;		/* requests per second; 0: unlimited */
 	char	   *ca_file;		/* NULL: the system's CA store */
 	bool		verify_tls;
 	bool		on_invalid_error;	/* on_invalid 'error' */

@@ -12,6 +12,8 @@ Where a test must tell a latch wake from a poll, its cluster polls every
 """
 import asyncio
 import collections
+import hashlib
+import hmac
 import os
 import re
 import signal
@@ -23,7 +25,7 @@ import unittest
 import psycopg2
 
 from cluster import Cluster, process_gone
-from helpers import (OPSCOM_TOKEN, SANITIZED, connect, create_database, install_campus_sync,
+from helpers import (MOCK_API, OPSCOM_TOKEN, SANITIZED, connect, create_database, install_campus_sync,
                      mock, query, scalar, wait_for)
 
 PRELOAD = "shared_preload_libraries = 'campus_sync'"
@@ -334,6 +336,44 @@ class WorkerWakeTest(WorkerClusterCase):
         self.assertEqual(sent[0]["json"], expected_body("W1", "Ada", "Lovelace", "ada@campus.edu"))
         self.assertEqual(sent[0]["status"], 200)
         wait_worker(self.conn, 5, delivered=before + 1)
+
+    def test_a_paused_server_is_skipped_by_the_worker_and_resume_wakes_it(self):
+        """pause(): committed writes wake the worker, which sends nothing to
+        the paused server; resume() wakes it, and the last state goes out at
+        once (the poll is 10 minutes: only the wake can send it)."""
+        query(self.conn, "SELECT campus_sync.pause('opscom', 'test')")
+        self.addCleanup(self.sql_on_new_connection, "DELETE FROM campus_sync.paused_servers")
+        query(self.conn, "INSERT INTO people VALUES ('Z1', 'Ada', 'Lovelace', 'ada@campus.edu')")
+        query(self.conn, "UPDATE people SET first_name = 'Ava' WHERE unique_id = 'Z1'")
+        time.sleep(2)
+        self.assertEqual(pushes(), [])
+        self.assertEqual(states(self.conn), {"pending": 2})
+        query(self.conn, "SELECT campus_sync.resume('opscom')")
+        wait_for(lambda: states(self.conn).get("delivered") == 1, 10, what="the item delivered after resume()")
+        sent = pushes()
+        self.assertEqual(len(sent), 1)
+        self.assertEqual(sent[0]["json"], expected_body("Z1", "Ava", "Lovelace", "ada@campus.edu"))
+
+    def test_the_worker_delivers_a_signed_webhook(self):
+        """The third service through the worker: a committed write reaches the
+        webhook signed with the mapping's signing_secret (the HMAC made in
+        the worker's own transaction)."""
+        secret = 'hook/Signing"Secret-3e8a'
+        query(self.conn, "DROP TABLE IF EXISTS hooked; DROP SERVER IF EXISTS hooks CASCADE")
+        query(self.conn, "CREATE SERVER hooks FOREIGN DATA WRAPPER campus_sync "
+                         "OPTIONS (service 'webhook', url %s)", (MOCK_API + "/hooks/worker",))
+        query(self.conn, "CREATE USER MAPPING FOR PUBLIC SERVER hooks OPTIONS (signing_secret %s)", (secret,))
+        query(self.conn, "CREATE TABLE hooked (id int, name text); "
+                         "CREATE TRIGGER hooked_sync AFTER INSERT ON hooked "
+                         "FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('hooks')")
+        self.addCleanup(self.sql_on_new_connection, "DROP TABLE hooked; DROP SERVER hooks CASCADE")
+        mock("config", webhook_signing_secret=secret)
+        query(self.conn, "INSERT INTO hooked VALUES (1, 'Ada')")
+        wait_for(lambda: mock("webhook_deliveries"), 10, what="the webhook delivery")
+        [r] = [r for r in mock("requests") if r["path"] == "/hooks/worker"]
+        self.assertEqual((r["method"], r["body"], r["status"]), ("POST", '{"id":1,"name":"Ada"}', 200))
+        self.assertEqual(mock("webhook_deliveries")[0]["signature"],
+                         "sha256=" + hmac.new(secret.encode(), r["body"].encode(), hashlib.sha256).hexdigest())
 
     def test_a_rolled_back_transaction_sends_nothing_and_does_not_wake_the_worker(self):
         """A rollback neither sends nor wakes: last_cycle_at stays; a commit

@@ -179,7 +179,15 @@ UPDATE people SET first_name = 'Ann7b' WHERE unique_id = 'Q1';
 SELECT * FROM campus_sync.deliver('opscom');
 SELECT state, last_http_status, next_attempt_at BETWEEN now() + interval '290 s' AND now() + interval '310 s' AS at_that_date
 FROM campus_sync.queue_items WHERE person_key = 'Q1' AND state = 'retrying';
+-- a 429's Retry-After holds back the whole target, not only the item's
+-- schedule: made due by hand, it is still not sent (deliver() gives up after
+-- max_seconds); test_pace.py shows other people held back too
 UPDATE campus_sync.queue_items SET next_attempt_at = now() - interval '1 s' WHERE person_key = 'Q1' AND state = 'retrying';
+SELECT * FROM campus_sync.deliver('opscom', max_seconds => 0.5);
+SELECT count(*) AS requests FROM mock_requests();
+-- not preloaded, the hold is this backend's: a new session sends at once
+\c
+SET client_min_messages = warning;
 SELECT * FROM campus_sync.deliver('opscom');
 
 -- max_attempts, then failed

@@ -24,7 +24,7 @@ CREATE ROLE cs_priv_owner;      -- owns the person table, has USAGE on the serve
 CREATE ROLE cs_priv_writer;     -- a Banner loader: INSERT/UPDATE on the person table only
 CREATE ROLE cs_priv_etl;        -- USAGE on the servers, deliver(), deliver_batches()
 CREATE ROLE cs_priv_monitor;    -- SELECT on the two views only
-CREATE ROLE cs_priv_admin_ops;  -- retry(), retry_failed(), purge()
+CREATE ROLE cs_priv_admin_ops;  -- retry(), retry_failed(), purge(), pause(), resume()
 CREATE ROLE cs_priv_nobody;     -- no grant at all
 
 -- The person table, its owner, and its sync trigger.
@@ -41,7 +41,8 @@ GRANT EXECUTE ON FUNCTION campus_sync.deliver(name, double precision, integer) T
 GRANT EXECUTE ON PROCEDURE campus_sync.deliver_batches(name, double precision, integer) TO cs_priv_etl;
 GRANT SELECT ON campus_sync.queue, campus_sync.status, campus_sync.worker TO cs_priv_monitor;
 GRANT EXECUTE ON FUNCTION campus_sync.retry(bigint), campus_sync.retry_failed(name),
-                          campus_sync.purge(interval) TO cs_priv_admin_ops;
+                          campus_sync.purge(interval), campus_sync.pause(name, text),
+                          campus_sync.resume(name) TO cs_priv_admin_ops;
 -- the ETL role has a user mapping of its own (the same secret): its owner may read it
 CREATE USER MAPPING FOR cs_priv_etl SERVER cs_priv_opscom OPTIONS (api_token 'opscom-test-token-0123456789');
 
@@ -149,7 +150,9 @@ INSERT INTO cs_priv_actions VALUES
   (27, 'SELECT campus_sync.worker', $q$SELECT format('running %s', running) FROM campus_sync.worker$q$, NULL),
   (28, 'wake_worker()', $q$SELECT NULL::text FROM campus_sync.wake_worker()$q$, NULL),
   (29, 'check_server()', $q$SELECT string_agg(server || ' ' || CASE WHEN ok THEN 'ok' ELSE detail END, ', ' ORDER BY server)
-      FROM campus_sync.check_server() WHERE server::text LIKE 'cs\_priv\_%'$q$, NULL);
+      FROM campus_sync.check_server() WHERE server::text LIKE 'cs\_priv\_%'$q$, NULL),
+  (30, 'pause(), resume()', $q$SELECT format('paused %s, resumed %s', campus_sync.pause('cs_priv_opscom', 'test'),
+                                             campus_sync.resume('cs_priv_opscom'))$q$, NULL);
 
 CREATE TEMP TABLE cs_priv_matrix (role_ord int, action_ord int, result text);
 -- role after role, action after action: the order the mock sees is fixed

@@ -1,0 +1,211 @@
+/*-------------------------------------------------------------------------
+ *
+ * pace.c
+ *	  The pace of requests to a target: the server option max_rate
+ *	  (requests per second) and a 429's Retry-After, which holds back the
+ *	  whole target, not only the item that got it.
+ *
+ *	  Each request takes the next slot, 1/max_rate seconds after the one
+ *	  before; a request may start once its slot has come.  The slots are
+ *	  in shared memory when campus_sync is preloaded, so every backend and
+ *	  the worker share a target's rate; otherwise each backend keeps its
+ *	  own (and the rate is per backend).  Losing a slot's state (a full
+ *	  table, a restart) only forgets the pace for a moment.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "compat.h"
+#include "pace.h"
+
+#define PACE_ENTRIES 128
+
+typedef struct PaceSlot
+{
+	Oid			database;
+	Oid			server;			/* InvalidOid: free */
+	TimestampTz next_at;		/* the next request's slot */
+	TimestampTz blocked_until;	/* a 429's Retry-After */
+	TimestampTz touched_at;		/* the least recent goes first when full */
+} PaceSlot;
+
+typedef struct PaceTable
+{
+	LWLock	   *lock;			/* NULL: this backend's own table */
+	PaceSlot	slots[PACE_ENTRIES];
+} PaceTable;
+
+static PaceTable *shared_table = NULL;
+static uint32 pace_wait_event = 0;
+static PaceTable local_table;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+request_shmem(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PaceTable)));
+	RequestNamedLWLockTranche("campus_sync pace", 1);
+}
+
+static void
+attach_shmem(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared_table = ShmemInitStruct("campus_sync pace", sizeof(PaceTable), &found);
+	if (!found)
+	{
+		memset(shared_table, 0, sizeof(PaceTable));
+		shared_table->lock = &(GetNamedLWLockTranche("campus_sync pace"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* At preload: the slots go to shared memory. */
+void
+pace_request_shmem(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = request_shmem;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = attach_shmem;
+}
+
+static PaceTable *
+table_lock(LWLockMode mode)
+{
+	PaceTable  *table = shared_table ? shared_table : &local_table;
+
+	if (table->lock)
+		LWLockAcquire(table->lock, mode);
+	return table;
+}
+
+static void
+table_unlock(PaceTable *table)
+{
+	if (table->lock)
+		LWLockRelease(table->lock);
+}
+
+/*
+ * The slot of the server in this database; when it has none and create,
+ * a free one, else the one touched least recently.
+ */
+static PaceSlot *
+find_slot(PaceTable *table, Oid server, bool create, TimestampTz now)
+{
+	PaceSlot   *reuse = NULL;
+
+	for (int i = 0; i < PACE_ENTRIES; i++)
+	{
+		PaceSlot   *s = &table->slots[i];
+
+		if (s->server == server && s->database == MyDatabaseId)
+			return s;
+		if (reuse == NULL ||
+			(reuse->server != InvalidOid &&
+			 (s->server == InvalidOid || s->touched_at < reuse->touched_at)))
+			reuse = s;
+	}
+	if (!create)
+		return NULL;
+	memset(reuse, 0, sizeof(PaceSlot));
+	reuse->database = MyDatabaseId;
+	reuse->server = server;
+	reuse->touched_at = now;
+	return reuse;
+}
+
+static bool
+paced(SyncTarget *target)
+{
+	return target->max_rate > 0;
+}
+
+/* When may the next request to the target start?  At or before now: now. */
+TimestampTz
+pace_next_start(SyncTarget *target)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	PaceTable  *table = table_lock(LW_SHARED);
+	PaceSlot   *s = find_slot(table, target->server_oid, false, now);
+	TimestampTz at = 0;
+
+	if (s != NULL)
+		at = Max(s->blocked_until, paced(target) ? s->next_at : 0);
+	table_unlock(table);
+	return at;
+}
+
+/*
+ * A request to the target starts now: it takes a slot, and the next one
+ * comes 1/max_rate later.  (A job's later requests take theirs at once:
+ * the next job waits for them.)
+ */
+void
+pace_count(SyncTarget *target)
+{
+	TimestampTz now;
+	PaceTable  *table;
+	PaceSlot   *s;
+
+	if (!paced(target))
+		return;
+	now = GetCurrentTimestamp();
+	table = table_lock(LW_EXCLUSIVE);
+	s = find_slot(table, target->server_oid, true, now);
+	s->next_at = Max(s->next_at, now) + (int64) (USECS_PER_SEC / (double) target->max_rate);
+	s->touched_at = now;
+	table_unlock(table);
+}
+
+/* The target answered 429 with Retry-After: nothing starts before it ends. */
+void
+pace_block(SyncTarget *target, double seconds)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	PaceTable  *table;
+	PaceSlot   *s;
+
+	seconds = Min(seconds, (double) target->retry_max_delay_s);
+	if (seconds <= 0)
+		return;
+	table = table_lock(LW_EXCLUSIVE);
+	s = find_slot(table, target->server_oid, true, now);
+	s->blocked_until = Max(s->blocked_until, now + (int64) (seconds * USECS_PER_SEC));
+	s->touched_at = now;
+	table_unlock(table);
+}
+
+/* Waits, interruptibly, until a request to the target may start. */
+void
+pace_wait(SyncTarget *target)
+{
+	TimestampTz at;
+
+	while ((at = pace_next_start(target)) > GetCurrentTimestamp())
+	{
+		long		ms = (long) ((at - GetCurrentTimestamp()) / 1000) + 1;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(ms, 1000L), cs_wait_event(&pace_wait_event, "CampusSyncPace"));
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}

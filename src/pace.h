@@ -1,0 +1,23 @@
+/*-------------------------------------------------------------------------
+ *
+ * pace.h
+ *	  max_rate and a 429's Retry-After, per target: see pace.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CAMPUS_SYNC_PACE_H
+#define CAMPUS_SYNC_PACE_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+
+#include "target.h"
+
+extern void pace_request_shmem(void);
+extern TimestampTz pace_next_start(SyncTarget *target);
+extern void pace_count(SyncTarget *target);
+extern void pace_block(SyncTarget *target, double seconds);
+extern void pace_wait(SyncTarget *target);
+
+#endif							/* CAMPUS_SYNC_PACE_H */
