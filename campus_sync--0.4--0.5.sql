@@ -7,7 +7,7 @@
 -- from a CASE over the two services 0.4 knew: a webhook server is keyed by
 -- its key_field.  pause() and resume(), with campus_sync.paused_servers,
 -- two columns at the end of the status view, and the drop of a server
--- forgets its pause.  The upgrade-chain test (test/integration/test_upgrade.py)
+-- forgets its pause.  payload() and push() for any server.  The upgrade-chain test (test/integration/test_upgrade.py)
 -- proves that 0.1 updated through every script has the same catalog as a
 -- fresh 0.5.  Queued items are not touched.
 
@@ -163,3 +163,18 @@ BEGIN
     END IF;
   END LOOP;
 END $$;
+
+-- Any server's body and push, whatever its service (0.5): a webhook's, or a
+-- service's that has no functions of its own.  server is required.
+CREATE FUNCTION campus_sync.payload(person record, mapping jsonb DEFAULT NULL,
+                                    server name DEFAULT NULL, options jsonb DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'campus_sync_payload'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION campus_sync.push(person record, mapping jsonb DEFAULT NULL,
+                                 server name DEFAULT NULL, options jsonb DEFAULT NULL)
+RETURNS campus_sync.push_result
+AS 'MODULE_PATHNAME', 'campus_sync_push'
+LANGUAGE C VOLATILE;
+

@@ -64,6 +64,20 @@ RETURNS campus_sync.push_result
 AS 'MODULE_PATHNAME', 'campus_sync_cloudcard_upsert'
 LANGUAGE C VOLATILE;
 
+-- Any server's body and push, whatever its service (0.5): a webhook's, or a
+-- service's that has no functions of its own.  server is required.
+CREATE FUNCTION campus_sync.payload(person record, mapping jsonb DEFAULT NULL,
+                                    server name DEFAULT NULL, options jsonb DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'campus_sync_payload'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE FUNCTION campus_sync.push(person record, mapping jsonb DEFAULT NULL,
+                                 server name DEFAULT NULL, options jsonb DEFAULT NULL)
+RETURNS campus_sync.push_result
+AS 'MODULE_PATHNAME', 'campus_sync_push'
+LANGUAGE C VOLATILE;
+
 CREATE FUNCTION campus_sync.cloudcard_login_link(person record, mapping jsonb DEFAULT NULL,
                                                  server name DEFAULT 'cloudcard')
 RETURNS text

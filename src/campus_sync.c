@@ -17,6 +17,7 @@
 #include "queue_buffer.h"
 #include "service.h"
 #include "session_share.h"
+#include "shmem.h"
 #include "worker.h"
 #include "worker_state.h"
 
@@ -73,6 +74,7 @@ _PG_init(void)
 		worker_state_request_shmem();
 		session_share_request_shmem();
 		pace_request_shmem();
+		shmem_parts_install();
 		/* pg_upgrade's servers deliver nothing */
 		if (!IsBinaryUpgrade)
 			worker_register();

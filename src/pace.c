@@ -17,15 +17,14 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
-#include "storage/shmem.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "compat.h"
 #include "pace.h"
+#include "shmem.h"
 
 #define PACE_ENTRIES 128
 
@@ -47,43 +46,19 @@ typedef struct PaceTable
 static PaceTable *shared_table = NULL;
 static uint32 pace_wait_event = 0;
 static PaceTable local_table;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static void
-request_shmem(void)
+init_table(void *part, LWLock *lock)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(PaceTable)));
-	RequestNamedLWLockTranche("campus_sync pace", 1);
-}
-
-static void
-attach_shmem(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared_table = ShmemInitStruct("campus_sync pace", sizeof(PaceTable), &found);
-	if (!found)
-	{
-		memset(shared_table, 0, sizeof(PaceTable));
-		shared_table->lock = &(GetNamedLWLockTranche("campus_sync pace"))->lock;
-	}
-	LWLockRelease(AddinShmemInitLock);
+	((PaceTable *) part)->lock = lock;
 }
 
 /* At preload: the slots go to shared memory. */
 void
 pace_request_shmem(void)
 {
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = request_shmem;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = attach_shmem;
+	shmem_part_add("campus_sync pace", sizeof(PaceTable), true,
+				   (void **) &shared_table, init_table);
 }
 
 static PaceTable *

@@ -3,7 +3,8 @@
  * push.c
  *	  What the synchronous SQL functions of every service share (each
  *	  service's own file defines its functions with these): the payload
- *	  preview, the push now, in this backend, and a look-up's failure.
+ *	  preview, the push now, in this backend, and a look-up's failure; and
+ *	  payload() and push(), the same for a server of any service.
  *
  *	  A push (opscom_push, cloudcard_upsert) never raises for a problem of
  *	  the row or of the remote: it returns ok = false and a readable
@@ -26,6 +27,9 @@
 #include "request.h"
 #include "response.h"
 #include "row_plan.h"
+
+PG_FUNCTION_INFO_V1(campus_sync_payload);
+PG_FUNCTION_INFO_V1(campus_sync_push);
 
 #define ARG_PERSON 0
 #define ARG_MAPPING 1
@@ -181,6 +185,20 @@ push_now(FunctionCallInfo fcinfo, const ServiceDescriptor *service)
 						 job.remote_id, job.response, job.error, job.elapsed_ms);
 	remember_push(plan->target, payload.body, result);
 	return result;
+}
+
+/* payload(person, mapping, server, options): the body for any service */
+Datum
+campus_sync_payload(PG_FUNCTION_ARGS)
+{
+	return push_preview(fcinfo, NULL);
+}
+
+/* push(person, mapping, server, options): sends to any service now */
+Datum
+campus_sync_push(PG_FUNCTION_ARGS)
+{
+	return push_now(fcinfo, NULL);
 }
 
 /* A look-up failed: raise, saying what could not be done and why. */

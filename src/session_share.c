@@ -16,12 +16,11 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
-#include "storage/ipc.h"
 #include "storage/lwlock.h"
-#include "storage/shmem.h"
 #include "utils/timestamp.h"
 
 #include "session_share.h"
+#include "shmem.h"
 
 #define SESSION_SHARE_ENTRIES 64
 
@@ -42,44 +41,19 @@ typedef struct SessionShare
 } SessionShare;
 
 static SessionShare *share = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static void
-request_shmem(void)
+init_share(void *part, LWLock *lock)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SessionShare)));
-	RequestNamedLWLockTranche("campus_sync sessions", 1);
+	((SessionShare *) part)->lock = lock;
+	((SessionShare *) part)->next_generation = 1;
 }
 
-static void
-attach_shmem(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	share = ShmemInitStruct("campus_sync sessions", sizeof(SessionShare), &found);
-	if (!found)
-	{
-		memset(share, 0, sizeof(SessionShare));
-		share->lock = &(GetNamedLWLockTranche("campus_sync sessions"))->lock;
-		share->next_generation = 1;
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/* From _PG_init, while shared_preload_libraries are loaded. */
 void
 session_share_request_shmem(void)
 {
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = request_shmem;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = attach_shmem;
+	shmem_part_add("campus_sync sessions", sizeof(SessionShare), true,
+				   (void **) &share, init_share);
 }
 
 bool

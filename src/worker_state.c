@@ -23,7 +23,6 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
-#include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -31,6 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "shmem.h"
 #include "worker_state.h"
 
 #define ERROR_TEXT_MAX 1024
@@ -51,8 +51,6 @@ typedef struct WorkerShared
 } WorkerShared;
 
 static WorkerShared *shared = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static const char *const activity_names[] = {
 	[WORKER_STARTING] = "starting",
@@ -63,28 +61,10 @@ static const char *const activity_names[] = {
 };
 
 static void
-request_shmem(void)
+init_shared(void *part, LWLock *lock)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(WorkerShared)));
-}
-
-static void
-attach_shmem(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("campus_sync worker", sizeof(WorkerShared), &found);
-	if (!found)
-	{
-		memset(shared, 0, sizeof(WorkerShared));
-		SpinLockInit(&shared->mutex);
-	}
-	LWLockRelease(AddinShmemInitLock);
+	(void) lock;
+	SpinLockInit(&((WorkerShared *) part)->mutex);
 }
 
 /* From _PG_init, while shared_preload_libraries are loaded. */
@@ -94,10 +74,8 @@ void
 worker_state_request_shmem(void)
 {
 	RegisterXactCallback(wake_xact_callback, NULL);
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = request_shmem;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = attach_shmem;
+	shmem_part_add("campus_sync worker", sizeof(WorkerShared), false,
+				   (void **) &shared, init_shared);
 }
 
 static void

@@ -91,6 +91,21 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(self.items(), [("7", "delivered", 1, 200, None, "wh-1")])
         self.assertEqual(mock("webhook_deliveries")[0]["body"]["name"], 'Zoë "Z" Ng')
 
+    def test_payload_and_push_work_for_a_webhook(self):
+        """The generic payload() and push(): the webhook's dry run and ad hoc send."""
+        row = "(SELECT 11 AS id, 'Ida'::text AS name, false AS active) p"
+        self.assertEqual(query(self.conn, f"SELECT campus_sync.payload(p, server => 'hooks')::text FROM {row}"),
+                         [('{"id": 11, "name": "Ida", "active": false}',)])
+        self.assertEqual(hook_requests(), [])
+        self.assertEqual(query(self.conn, f"SELECT r.ok, r.http_status, r.remote_id, r.error "
+                                          f"FROM {row}, LATERAL campus_sync.push(p, server => 'hooks') r"),
+                         [(True, 200, "wh-1", None)])
+        [r] = hook_requests()
+        self.assertEqual(r["body"], '{"id":11,"name":"Ida","active":false}')
+        with self.assertRaises(psycopg2.errors.NullValueNotAllowed) as cm:
+            query(self.conn, f"SELECT campus_sync.push(p) FROM {row}")
+        self.assertEqual(cm.exception.diag.message_primary, "the server argument must not be NULL")
+
     def test_a_signing_secret_signs_the_exact_bytes_sent(self):
         query(self.conn, "CREATE USER MAPPING FOR PUBLIC SERVER hooks OPTIONS (signing_secret %s)",
               (SIGNING_SECRET,))

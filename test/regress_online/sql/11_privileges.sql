@@ -152,7 +152,11 @@ INSERT INTO cs_priv_actions VALUES
   (29, 'check_server()', $q$SELECT string_agg(server || ' ' || CASE WHEN ok THEN 'ok' ELSE detail END, ', ' ORDER BY server)
       FROM campus_sync.check_server() WHERE server::text LIKE 'cs\_priv\_%'$q$, NULL),
   (30, 'pause(), resume()', $q$SELECT format('paused %s, resumed %s', campus_sync.pause('cs_priv_opscom', 'test'),
-                                             campus_sync.resume('cs_priv_opscom'))$q$, NULL);
+                                             campus_sync.resume('cs_priv_opscom'))$q$, NULL),
+  (31, 'payload(), push()', $q$SELECT (campus_sync.payload(p, server => 'cs_priv_opscom') ->> 'unique_id') || ' ' ||
+                                      CASE WHEN r.ok THEN 'sent' ELSE r.error END
+      FROM (VALUES ('P1', 'Ada', 'Lee', 'p1@campus.edu')) p(unique_id, first_name, last_name, email),
+           LATERAL campus_sync.push(p, server => 'cs_priv_opscom') r$q$, NULL);
 
 CREATE TEMP TABLE cs_priv_matrix (role_ord int, action_ord int, result text);
 -- role after role, action after action: the order the mock sees is fixed
