@@ -497,7 +497,7 @@ binding_problem(DeliverItem *item)
 }
 
 static void
-start_item(DeliverRun *run, DeliverItem *item)
+start_item(DeliverRun *run, DeliverItem *item, bool slot_taken)
 {
 	ServerRun  *sr = item->server;
 	TargetSecret *secret = secret_for(run, sr, item->enqueued_by);
@@ -511,6 +511,7 @@ start_item(DeliverRun *run, DeliverItem *item)
 	job_init(&item->job, JOB_PUSH, sr->target, secret,
 			 problem ? NULL : queue_fetch_payload(run->store, &item->tid),
 			 item->person_key);
+	item->job.slot_taken = slot_taken;
 	if (problem)
 	{
 		item->job.outcome = JOB_PERMANENT;
@@ -582,9 +583,17 @@ claim_more(DeliverRun *run, ServerRun *sr)
  * Starts items of a server while it has room; claims more when needed.
  * A server that is down gets one probe when one is due.
  */
+/* The loop's wait ends when the pace of a server lets it start again. */
+static void
+wake_at(DeliverRun *run, TimestampTz at)
+{
+	if (run->pace_at == 0 || at < run->pace_at)
+		run->pace_at = at;
+}
+
 /*
  * May a request to the server start now (max_rate, a 429's Retry-After)?
- * If not, the loop's wait ends when it may.
+ * A look only: nothing is taken.
  */
 static bool
 pace_allows(DeliverRun *run, ServerRun *sr)
@@ -593,8 +602,19 @@ pace_allows(DeliverRun *run, ServerRun *sr)
 
 	if (at <= GetCurrentTimestamp())
 		return true;
-	if (run->pace_at == 0 || at < run->pace_at)
-		run->pace_at = at;
+	wake_at(run, at);
+	return false;
+}
+
+/* Takes the pace slot of the next item's request, if it may start now. */
+static bool
+pace_slot(DeliverRun *run, ServerRun *sr)
+{
+	TimestampTz at;
+
+	if (pace_take(sr->target, &at))
+		return true;
+	wake_at(run, at);
 	return false;
 }
 
@@ -612,10 +632,12 @@ fill(DeliverRun *run, ServerRun *sr)
 			return;
 		if (sr->claimed == NIL && claim(run, sr, 1) == 0)
 			return;				/* nothing to probe with */
+		if (!pace_slot(run, sr))
+			return;
 		if ((probe = next_claimed(run, sr)) == NULL)
 			return;				/* the next cycle probes */
 		probe->probe = true;
-		start_item(run, probe);
+		start_item(run, probe, true);
 		return;
 	}
 
@@ -625,13 +647,13 @@ fill(DeliverRun *run, ServerRun *sr)
 
 		if (sr->claimed == NIL && claim_more(run, sr) == 0)
 			return;
+		if (!pace_slot(run, sr))
+			break;				/* the next slot is later */
 		if ((item = next_claimed(run, sr)) == NULL)
-			continue;			/* every one had changed: claim again */
-		start_item(run, item);
+			continue;			/* every one had changed (a slot lost): claim again */
+		start_item(run, item, true);
 		if (!sr->health.up)
 			return;				/* it just went down */
-		if (!pace_allows(run, sr))
-			break;				/* the next slot is later */
 	}
 
 	/*

@@ -128,25 +128,59 @@ pace_next_start(SyncTarget *target)
 	return at;
 }
 
+/* Takes the next slot: the one after it comes 1/max_rate later. */
+static void
+take_slot(PaceSlot *s, SyncTarget *target, TimestampTz now)
+{
+	s->next_at = Max(s->next_at, now) + (int64) (USECS_PER_SEC / (double) target->max_rate);
+	s->touched_at = now;
+}
+
 /*
- * A request to the target starts now: it takes a slot, and the next one
- * comes 1/max_rate later.  (A job's later requests take theirs at once:
- * the next job waits for them.)
+ * pace_take
+ *		May a request to the target start now?  If so its slot is taken,
+ *		in the same critical section as the check (two backends must not
+ *		both see the same free slot); if not, *at says when to ask again.
+ */
+bool
+pace_take(SyncTarget *target, TimestampTz *at)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	PaceTable  *table;
+	PaceSlot   *s;
+	bool		allowed;
+
+	*at = pace_next_start(target);
+	if (*at > now)
+		return false;
+	if (!paced(target))
+		return true;			/* only a 429 holds it back, and none does */
+	table = table_lock(LW_EXCLUSIVE);
+	s = find_slot(table, target->server_oid, true, now);
+	*at = Max(s->blocked_until, s->next_at);
+	allowed = *at <= now;
+	if (allowed)
+		take_slot(s, target, now);
+	table_unlock(table);
+	return allowed;
+}
+
+/*
+ * A later request of a job starts now (CloudCard's create after the
+ * update's 404): it takes the next slot without waiting for it, and the
+ * next job waits for it instead.
  */
 void
-pace_count(SyncTarget *target)
+pace_take_now(SyncTarget *target)
 {
 	TimestampTz now;
 	PaceTable  *table;
-	PaceSlot   *s;
 
 	if (!paced(target))
 		return;
 	now = GetCurrentTimestamp();
 	table = table_lock(LW_EXCLUSIVE);
-	s = find_slot(table, target->server_oid, true, now);
-	s->next_at = Max(s->next_at, now) + (int64) (USECS_PER_SEC / (double) target->max_rate);
-	s->touched_at = now;
+	take_slot(find_slot(table, target->server_oid, true, now), target, now);
 	table_unlock(table);
 }
 
@@ -168,13 +202,13 @@ pace_block(SyncTarget *target, double seconds)
 	table_unlock(table);
 }
 
-/* Waits, interruptibly, until a request to the target may start. */
+/* Waits, interruptibly, until a request to the target may start; takes its slot. */
 void
 pace_wait(SyncTarget *target)
 {
 	TimestampTz at;
 
-	while ((at = pace_next_start(target)) > GetCurrentTimestamp())
+	while (!pace_take(target, &at))
 	{
 		long		ms = (long) ((at - GetCurrentTimestamp()) / 1000) + 1;
 

@@ -16,7 +16,8 @@
 
 extern void pace_request_shmem(void);
 extern TimestampTz pace_next_start(SyncTarget *target);
-extern void pace_count(SyncTarget *target);
+extern bool pace_take(SyncTarget *target, TimestampTz *at);
+extern void pace_take_now(SyncTarget *target);
 extern void pace_block(SyncTarget *target, double seconds);
 extern void pace_wait(SyncTarget *target);
 

@@ -91,7 +91,10 @@ job_start(SyncJob *job)
 	if (!service->prepare(job, &req))
 		return;
 	wire = req.body_is_wire ? req.body : job_wire_body(req.body);
-	pace_count(job->target);
+	if (job->slot_taken)
+		job->slot_taken = false;
+	else
+		pace_take_now(job->target);
 	job->transfer = http_transfer_create(job);
 	PG_TRY();
 	{
@@ -181,6 +184,7 @@ job_run(SyncJob *job)
 	PG_TRY();
 	{
 		pace_wait(job->target);
+		job->slot_taken = true;
 		job_start(job);
 		while (job->outcome == JOB_RUNNING)
 		{

@@ -46,6 +46,7 @@ struct SyncJob
 	int			step;			/* the service's: 0 is the first request */
 	char	   *earlier_error;	/* a refusal a later step may report too */
 	bool		reauthenticated;
+	bool		slot_taken;		/* the next request's pace slot is taken */
 	uint64		token_generation;
 	HttpTransfer *transfer;
 	TimestampTz started_at;
