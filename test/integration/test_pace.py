@@ -17,7 +17,10 @@ PUSH_PATH = "/api/OC_TOMA/v1/profiles/push"
 PEOPLE = """
     CREATE TABLE people (unique_id text PRIMARY KEY, first_name text, last_name text, email text);
 """
-MARGIN_S = 0.02     # the mock's clock against the server's
+# The mock stamps a request when its thread gets it: under load (the
+# sanitizer run) one stamp may come late and the next on time.  A pace not
+# kept shows gaps of about 1 ms, far below 1/rate - MARGIN_S.
+MARGIN_S = 0.04
 
 
 def push_times():
