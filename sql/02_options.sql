@@ -5,6 +5,8 @@
 SELECT err($q$CREATE SERVER s_bad FOREIGN DATA WRAPPER campus_sync OPTIONS (url 'https://x.example')$q$);
 SELECT err($q$CREATE SERVER s_bad FOREIGN DATA WRAPPER campus_sync OPTIONS (service 'opscom')$q$);
 SELECT err($q$CREATE SERVER s_bad FOREIGN DATA WRAPPER campus_sync OPTIONS (service 'banner', url 'https://x.example')$q$);
+-- a service's own option without a service: the missing service is what to say
+SELECT err($q$CREATE SERVER s_bad FOREIGN DATA WRAPPER campus_sync OPTIONS (url 'https://x.example', login_source 'BANNER')$q$);
 
 -- unknown options, and secrets put on the server by mistake
 SELECT err($q$CREATE SERVER s_bad FOREIGN DATA WRAPPER campus_sync OPTIONS (service 'opscom', url 'https://x.example', colour 'blue')$q$);

@@ -409,6 +409,13 @@ validate_server_options(List *options)
 			have_service = true;
 		}
 	}
+	/* first: which options are valid depends on it */
+	if (!have_service)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("a campus_sync server needs the option \"service\""),
+				 errhint("Add OPTIONS (service '...', url '...'), where service is one of: %s.",
+						 service_names(", "))));
 
 	foreach(lc, options)
 	{
@@ -422,12 +429,6 @@ validate_server_options(List *options)
 			have_url = true;
 	}
 
-	if (!have_service)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("a campus_sync server needs the option \"service\""),
-				 errhint("Add OPTIONS (service '...', url '...'), where service is one of: %s.",
-						 service_names(", "))));
 	if (!have_url)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
