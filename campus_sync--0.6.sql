@@ -251,6 +251,77 @@ END $$;
 REVOKE ALL ON FUNCTION campus_sync.pause(name, text), campus_sync.resume(name) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- Delivered-state memory (0.6): per server and person key, what the target
+-- last acknowledged, so that a body it already has is not sent again
+-- (server option skip_unchanged, default true).  No personal data beyond
+-- the key: a SHA-256 of the URL and the body sent.  Written by deliverers
+-- and pushes in the transaction that records the delivery; kept after
+-- purge(); removed with its server, or by forget().
+------------------------------------------------------------------------------
+
+CREATE TABLE campus_sync.sync_state (
+  server_oid   oid NOT NULL,
+  person_key   text COLLATE "C" NOT NULL,
+  body_hash    bytea NOT NULL,
+  remote_id    text,
+  delivered_at timestamptz NOT NULL,
+  PRIMARY KEY (server_oid, person_key)
+);
+
+REVOKE ALL ON campus_sync.sync_state FROM PUBLIC;
+-- Not dumped: a restored database gives its servers new OIDs, and a
+-- memory that is lost only sends each person once more.
+
+-- What the library records after a batch of deliveries (called as the
+-- extension's owner; not for PUBLIC).  A person delivered twice in the
+-- batch keeps the last.
+CREATE FUNCTION campus_sync.remember_delivered(server oid, keys text[], hashes bytea[],
+                                               remote_ids text[], at timestamptz)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  INSERT INTO campus_sync.sync_state AS s (server_oid, person_key, body_hash, remote_id, delivered_at)
+  SELECT DISTINCT ON (d.key) remember_delivered.server, d.key, d.hash, d.remote_id, remember_delivered.at
+  FROM unnest(keys, hashes, remote_ids) WITH ORDINALITY AS d(key, hash, remote_id, n)
+  ORDER BY d.key, d.n DESC
+  ON CONFLICT (server_oid, person_key) DO UPDATE
+  SET body_hash = EXCLUDED.body_hash,
+      remote_id = coalesce(EXCLUDED.remote_id, s.remote_id),
+      delivered_at = EXCLUDED.delivered_at
+$$;
+
+-- Clears the memory of one person (key) or of every person of a server, so
+-- that their next enqueue is sent whatever the target last acknowledged:
+-- the answer to "someone edited it in the vendor's UI".  Returns how many
+-- persons were forgotten.
+CREATE FUNCTION campus_sync.forget(server name, key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv oid;
+  n bigint;
+BEGIN
+  SELECT s.oid INTO srv FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+  WHERE s.srvname = forget.server;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'campus_sync server "%" does not exist', forget.server
+      USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT srvname FROM pg_foreign_server lists the servers.';
+  END IF;
+  DELETE FROM campus_sync.sync_state s
+  WHERE s.server_oid = srv AND (forget.key IS NULL OR s.person_key = forget.key);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END $$;
+
+REVOKE ALL ON FUNCTION campus_sync.remember_delivered(oid, text[], bytea[], text[], timestamptz),
+              campus_sync.forget(name, text) FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- Queueing
 ------------------------------------------------------------------------------
 
@@ -420,8 +491,9 @@ END $$;
 REVOKE ALL ON FUNCTION campus_sync.bind_restored_items() FROM PUBLIC;
 
 -- Deletes delivered items (they hold personal data) older than older_than,
--- and the items of servers that no longer exist (left by a DROP SERVER with
--- event triggers disabled).
+-- and the items and delivered-state memory of servers that no longer exist
+-- (left by a DROP SERVER with event triggers disabled).  The memory of
+-- servers that exist is kept.
 CREATE FUNCTION campus_sync.purge(older_than interval DEFAULT '7 days')
 RETURNS bigint
 LANGUAGE sql SECURITY DEFINER
@@ -440,6 +512,8 @@ AS $$
     RETURNING 1
   ), stale_health AS (
     DELETE FROM campus_sync.target_health h WHERE h.server NOT IN (SELECT name FROM servers)
+  ), stale_memory AS (
+    DELETE FROM campus_sync.sync_state m WHERE m.server_oid NOT IN (SELECT oid FROM servers)
   )
   SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM orphans)
 $$;
@@ -532,7 +606,8 @@ SELECT s.srvname AS server,
        wk.pid AS worker_pid,
        wk.last_cycle_at AS worker_last_cycle_at,
        p.paused_at,
-       p.reason AS paused_reason
+       p.reason AS paused_reason,
+       coalesce(m.remembered, 0) AS remembered
 FROM pg_catalog.pg_foreign_server s
 CROSS JOIN campus_sync.worker_status() wk
 JOIN pg_catalog.pg_foreign_data_wrapper f ON f.oid = s.srvfdw AND f.fdwname = 'campus_sync'
@@ -566,7 +641,10 @@ LEFT JOIN LATERAL (
   FROM campus_sync.queue_items q
   WHERE q.server_oid = s.oid AND q.state = 'delivered'
     AND q.delivered_at > now() - interval '1 hour'
-) d ON true;
+) d ON true
+LEFT JOIN LATERAL (
+  SELECT count(*) AS remembered FROM campus_sync.sync_state m WHERE m.server_oid = s.oid
+) m ON true;
 
 REVOKE ALL ON campus_sync.queue, campus_sync.status FROM PUBLIC;
 
@@ -596,6 +674,7 @@ BEGIN
     GET DIAGNOSTICS m = ROW_COUNT;
     DELETE FROM campus_sync.target_health h WHERE h.server = srv.object_name;
     DELETE FROM campus_sync.paused_servers p WHERE p.server_oid = srv.objid;
+    DELETE FROM campus_sync.sync_state m WHERE m.server_oid = srv.objid;
     IF n + m > 0 THEN
       RAISE NOTICE 'campus_sync: discarded % queue items of dropped server "%"', n + m, srv.object_name;
     END IF;

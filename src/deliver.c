@@ -55,6 +55,7 @@
 #include "queue_buffer.h"
 #include "queue_store.h"
 #include "request.h"
+#include "sync_state.h"
 #include "target.h"
 
 #define PROGRESS_INTERVAL_S 5
@@ -81,6 +82,9 @@ typedef struct DeliverItem
 	char	   *key_field;
 	int			attempts;
 	bool		probe;
+	char	   *payload;		/* read when it is about to start */
+	bool		hashed;			/* body_hash is the payload's */
+	uint8		body_hash[BODY_HASH_LEN];
 	/* the run's commit generations of its row locks (see still_locked) */
 	uint64		locked_gen;		/* of the item's row */
 	uint64		claimed_gen;	/* of the superseded items' rows */
@@ -110,6 +114,7 @@ struct ServerRun
 	bool		exhausted;		/* nothing due at the last claim */
 	bool		pause_told;		/* deliver() said the server is paused */
 	List	   *secrets;		/* RoleSecret */
+	DeliveredBatch *delivered;	/* for the memory, with the next commit */
 	DeliverCounts counts;
 };
 
@@ -404,7 +409,7 @@ judge(ServerRun *sr, DeliverItem *item, ItemOutcome *o)
  * advisory lock does, across the commit).
  */
 static void
-hold_until_commit(DeliverRun *run, DeliverItem *item)
+hold_until_commit(DeliverRun *run, DeliverItem *item, bool sent)
 {
 	HeldPerson *p;
 	MemoryContext old;
@@ -421,7 +426,8 @@ hold_until_commit(DeliverRun *run, DeliverItem *item)
 	p->server_oid = item->server->target->server_oid;
 	p->person_lock = item->person_lock;
 	run->ended = lappend(run->ended, p);
-	item->server->uncommitted++;
+	if (sent)					/* its slot stays taken until then */
+		item->server->uncommitted++;
 	MemoryContextSwitchTo(old);
 }
 
@@ -442,24 +448,30 @@ still_locked(DeliverRun *run, uint64 *gen, ItemPointer tid)
 	return true;
 }
 
-/* Records what became of an item whose job has ended, and frees it. */
+/*
+ * Records what became of an item (outcome NULL: it is removed unsent, the
+ * target has its body already), lets its person go with the commit, and
+ * frees it.
+ */
 static void
-complete_item(DeliverRun *run, DeliverItem *item)
+settle_item(DeliverRun *run, DeliverItem *item, ItemOutcome *outcome)
 {
 	ServerRun  *sr = item->server;
-	ItemOutcome outcome;
 
-	sr->in_flight--;
-	dlist_delete(&item->node);
-	judge(sr, item, &outcome);
-	hold_until_commit(run, item);
+	hold_until_commit(run, item, outcome != NULL);
+	if (outcome != NULL && item->hashed && strcmp(outcome->state, "delivered") == 0)
+		delivered_batch_add(sr->delivered, item->person_key, item->body_hash,
+							outcome->remote_id);
 	if (!still_locked(run, &item->locked_gen, &item->tid))
 	{
 		/* someone changed the row while the request was out: theirs stands */
 		MemoryContextDelete(item->mcxt);
 		return;
 	}
-	queue_record(run->store, &item->tid, &outcome);
+	if (outcome != NULL)
+		queue_record(run->store, &item->tid, outcome);
+	else
+		queue_remove(run->store, &item->tid);
 	for (int i = 0; i < item->nsuperseded; i++)
 		if (item->claimed_gen == run->generation ||
 			queue_relock(run->store, &item->superseded_tids[i]))
@@ -475,6 +487,18 @@ complete_item(DeliverRun *run, DeliverItem *item)
 		sr->cursor.inclusive = true;
 	}
 	MemoryContextDelete(item->mcxt);
+}
+
+/* Records what became of an item whose job has ended, and frees it. */
+static void
+complete_item(DeliverRun *run, DeliverItem *item)
+{
+	ItemOutcome outcome;
+
+	item->server->in_flight--;
+	dlist_delete(&item->node);
+	judge(item->server, item, &outcome);
+	settle_item(run, item, &outcome);
 }
 
 /*
@@ -509,8 +533,7 @@ start_item(DeliverRun *run, DeliverItem *item, bool slot_taken)
 	dlist_push_tail(&sr->flying, &item->node);
 	/* read only now: claimed items waiting for a slot hold no payload */
 	job_init(&item->job, JOB_PUSH, sr->target, secret,
-			 problem ? NULL : queue_fetch_payload(run->store, &item->tid),
-			 item->person_key);
+			 problem ? NULL : item->payload, item->person_key);
 	item->job.slot_taken = slot_taken;
 	if (problem)
 	{
@@ -539,11 +562,34 @@ stopping(DeliverRun *run)
 }
 
 /*
+ * Reads the item's body; true when the target has it already (the memory
+ * says so, and skip_unchanged): the item, the person's newest, has nothing
+ * to send.
+ */
+static bool
+unchanged(DeliverRun *run, DeliverItem *item)
+{
+	SyncTarget *target = item->server->target;
+
+	if (binding_problem(item) != NULL)
+		return false;			/* start_item fails it */
+	item->payload = queue_fetch_payload(run->store, &item->tid);
+	if (item->payload == NULL)
+		return false;
+	item->payload = MemoryContextStrdup(item->mcxt, item->payload);
+	body_hash(target, item->payload, item->body_hash);
+	item->hashed = true;
+	return target->skip_unchanged &&
+		delivered_unchanged(target, item->person_key, item->body_hash, NULL);
+}
+
+/*
  * The next claimed item whose row is still as claimed (after a batch
  * commit, it is checked, not locked again: its outcome will be, and a
  * change made while it is in flight stands over the outcome); one that
- * changed since is let go, to be claimed anew if it is still due.  NULL
- * when no claimed item is left.
+ * changed since is let go, to be claimed anew if it is still due.  One
+ * whose body the target has already is removed unsent.  NULL when no
+ * claimed item is left.
  */
 static DeliverItem *
 next_claimed(DeliverRun *run, ServerRun *sr)
@@ -557,7 +603,13 @@ next_claimed(DeliverRun *run, ServerRun *sr)
 		MemoryContextSwitchTo(old);
 		if (item->locked_gen == run->generation ||
 			queue_row_current(run->store, &item->tid))
-			return item;
+		{
+			if (!unchanged(run, item))
+				return item;
+			settle_item(run, item, NULL);
+			sr->counts.unchanged++;
+			continue;
+		}
 		queue_person_unlock(sr->target->server_oid, item->person_lock);
 		MemoryContextDelete(item->mcxt);
 	}
@@ -740,6 +792,7 @@ commit_batch(DeliverRun *run)
 			sr->health_saved_at = now;
 		}
 		sr->uncommitted = 0;
+		delivered_batch_save(sr->delivered);
 	}
 	queue_store_close(run->store);
 	run->store = NULL;
@@ -1007,6 +1060,7 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 			sr->target = target_load_oid(lfirst_oid(lc));
 			sr->counts.server = sr->target->server_name;
 			health_load(sr->target->server_name, &sr->health);
+			sr->delivered = delivered_batch_create(sr->target->server_oid, run->mcxt);
 			run->servers = lappend(run->servers, sr);
 			MemoryContextSwitchTo(old);
 		}
@@ -1021,6 +1075,7 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 			DeliverCounts *c = palloc(sizeof(DeliverCounts));
 
 			health_save(sr->target->server_name, &sr->health);
+			delivered_batch_save(sr->delivered);
 			if (purge_due(run))
 				purge_delivered(sr);
 			*c = sr->counts;

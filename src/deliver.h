@@ -22,6 +22,7 @@ typedef struct DeliverCounts
 	int64		delivered;
 	int64		retried;
 	int64		failed;
+	int64		unchanged;		/* removed unsent: the target had the body */
 } DeliverCounts;
 
 /*

@@ -7,7 +7,8 @@
  *	  that cannot be sent does not block the write (it is kept as an
  *	  invalid item, with a WARNING) unless the server says on_invalid
  *	  'error'.  An UPDATE that changes nothing that would be sent queues
- *	  nothing.
+ *	  nothing, nor does a body the target already has (skip_unchanged, see
+ *	  sync_state.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -35,6 +36,7 @@
 #include "queue_buffer.h"
 #include "queue_store.h"
 #include "row_plan.h"
+#include "sync_state.h"
 #include "trigger_check.h"
 
 PG_FUNCTION_INFO_V1(campus_sync_enqueue);
@@ -52,6 +54,9 @@ queue_row_of(QueueRow *row, SyncTarget *target, const char *enqueued_by, Payload
 	row->person_key = payload->person_key;
 	row->payload = payload->body;
 	row->error = payload->error ? payload_error_text(payload->error) : NULL;
+	row->check_unchanged = target->skip_unchanged && payload->body != NULL;
+	if (row->check_unchanged)
+		body_hash(target, payload->body, row->body_hash);
 }
 
 /*
@@ -73,7 +78,10 @@ check_invalid(SyncTarget *target, Payload *payload)
 			 errhint("Correct the row; its next change queues the person again. Set the server option on_invalid to 'error' to refuse such writes instead.")));
 }
 
-/* enqueue(server, person, mapping) -> the queue item's id */
+/*
+ * enqueue(server, person, mapping) -> the queue item's id; NULL when the
+ * target already has this body (skip_unchanged) and nothing is queued.
+ */
 Datum
 campus_sync_enqueue(PG_FUNCTION_ARGS)
 {
@@ -93,6 +101,8 @@ campus_sync_enqueue(PG_FUNCTION_ARGS)
 	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(1), &payload);
 	check_invalid(plan->target, &payload);
 	queue_row_of(&row, plan->target, GetUserNameFromId(GetUserId(), false), &payload);
+	if (queue_rows_drop_unchanged(&row, 1) == 0)
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(inbox_put(&row));
 }
 
@@ -359,7 +369,7 @@ campus_sync_sync_trigger(PG_FUNCTION_ARGS)
 
 	check_invalid(plan->target, &payload);
 	queue_row_of(&row, plan->target, plan->checked_role_name, &payload);
-	if (!queue_buffer_add(&row))
+	if (!queue_buffer_add(&row) && queue_rows_drop_unchanged(&row, 1) == 1)
 		(void) inbox_put(&row);
 	return PointerGetDatum(NULL);
 }

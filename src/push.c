@@ -27,6 +27,7 @@
 #include "request.h"
 #include "response.h"
 #include "row_plan.h"
+#include "sync_state.h"
 
 PG_FUNCTION_INFO_V1(campus_sync_payload);
 PG_FUNCTION_INFO_V1(campus_sync_push);
@@ -156,6 +157,30 @@ remember_push(SyncTarget *target, const char *body, Datum result)
 	last_push.context = CurrentMemoryContext;
 }
 
+/*
+ * The target has this body already (the delivered-state memory says so):
+ * ok, nothing sent, and the response says so.
+ */
+static Datum
+unchanged_result(FunctionCallInfo fcinfo, DeliveredState *state)
+{
+	char	   *response = psprintf("{\"unchanged\": true, \"delivered_at\": \"%s\"}",
+									timestamptz_to_str(state->delivered_at));
+
+	return push_result(fcinfo, true, 0, state->remote_id, response, NULL, 0);
+}
+
+/* The memory learns what the target now has. */
+static void
+remember_delivery(SyncTarget *target, const char *person_key, const uint8 *hash,
+				  const char *remote_id)
+{
+	DeliveredBatch *batch = delivered_batch_create(target->server_oid, CurrentMemoryContext);
+
+	delivered_batch_add(batch, person_key, hash, remote_id);
+	delivered_batch_save(batch);
+}
+
 /* Sends one row now and waits; see the file header for what raises. */
 Datum
 push_now(FunctionCallInfo fcinfo, const ServiceDescriptor *service)
@@ -165,6 +190,8 @@ push_now(FunctionCallInfo fcinfo, const ServiceDescriptor *service)
 	Payload		payload;
 	SyncJob		job;
 	Datum		result;
+	uint8		hash[BODY_HASH_LEN];
+	DeliveredState state;
 
 	if (PG_ARGISNULL(ARG_PERSON))
 		PG_RETURN_NULL();
@@ -179,10 +206,19 @@ push_now(FunctionCallInfo fcinfo, const ServiceDescriptor *service)
 	if (is_repeat_push(plan->target, payload.body))
 		return last_push.result;
 
-	job_init(&job, JOB_PUSH, plan->target, secret, payload.body, payload.person_key);
-	job_run(&job);
-	result = push_result(fcinfo, job.outcome == JOB_OK, job.http_status,
-						 job.remote_id, job.response, job.error, job.elapsed_ms);
+	body_hash(plan->target, payload.body, hash);
+	if (plan->target->skip_unchanged &&
+		delivered_unchanged(plan->target, payload.person_key, hash, &state))
+		result = unchanged_result(fcinfo, &state);
+	else
+	{
+		job_init(&job, JOB_PUSH, plan->target, secret, payload.body, payload.person_key);
+		job_run(&job);
+		if (job.outcome == JOB_OK)
+			remember_delivery(plan->target, payload.person_key, hash, job.remote_id);
+		result = push_result(fcinfo, job.outcome == JOB_OK, job.http_status,
+							 job.remote_id, job.response, job.error, job.elapsed_ms);
+	}
 	remember_push(plan->target, payload.body, result);
 	return result;
 }

@@ -22,6 +22,7 @@
 
 #include "inbox.h"
 #include "queue_buffer.h"
+#include "sync_state.h"
 
 /* Written at once past these. */
 #define BUFFER_MAX_ITEMS 10000
@@ -111,6 +112,8 @@ queue_buffer_add(QueueRow *row)
 	b->person_key = copy(row->person_key);
 	b->payload = copy(row->payload);
 	b->error = copy(row->error);
+	b->check_unchanged = row->check_unchanged;
+	memcpy(b->body_hash, row->body_hash, sizeof(b->body_hash));
 
 	if (nrows >= BUFFER_MAX_ITEMS || bytes >= BUFFER_MAX_BYTES)
 		queue_buffer_flush();
@@ -119,16 +122,21 @@ queue_buffer_add(QueueRow *row)
 
 /*
  * queue_buffer_flush
- *		Writes the kept items, in the order they came.  Outside the top
- *		level it leaves them for the commit: written inside a
- *		subtransaction, they would share its fate.
+ *		Writes the kept items, in the order they came, but those whose body
+ *		the target already has (sync_state.c).  Outside the top level it
+ *		leaves them for the commit: written inside a subtransaction, they
+ *		would share its fate.
  */
 void
 queue_buffer_flush(void)
 {
+	int			n;
+
 	if (nrows == 0 || GetCurrentTransactionNestLevel() > 1)
 		return;
-	inbox_put_many(rows, nrows);
+	n = queue_rows_drop_unchanged(rows, nrows);
+	if (n > 0)
+		inbox_put_many(rows, n);
 
 	MemoryContextReset(buffer_cxt);
 	rows = NULL;

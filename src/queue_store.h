@@ -15,6 +15,7 @@
 
 #include "access/skey.h"
 #include "access/xlogdefs.h"
+#include "common/sha2.h"
 #include "executor/executor.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -81,6 +82,9 @@ typedef struct QueueRow
 	const char *payload;
 	const char *error;
 	TimestampTz enqueued_at;	/* read from the inbox; appends use the transaction's start */
+	/* skip_unchanged: not queued if the target has this body (sync_state.c) */
+	bool		check_unchanged;
+	uint8		body_hash[PG_SHA256_DIGEST_LENGTH];
 } QueueRow;
 
 /* queue_store.c */

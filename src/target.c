@@ -53,6 +53,7 @@ static const OptionDef server_options[] = {
 	{"on_invalid", OPT_CHOICE, 0, 0, "queue|error", true},
 	{"required_fields", OPT_FIELDS, 0, 0, NULL, true},
 	{"max_rate", OPT_INT, 1, 100000, NULL, false},
+	{"skip_unchanged", OPT_BOOL, 0, 0, NULL, true},
 	{NULL}
 };
 
@@ -355,6 +356,8 @@ apply_option(SyncTarget *target, const OptionDef *def, const char *value,
 		target->ca_file = pstrdup(value);
 	else if (strcmp(name, "verify_tls") == 0)
 		target->verify_tls = parse_bool_option(def, value, where);
+	else if (strcmp(name, "skip_unchanged") == 0)
+		target->skip_unchanged = parse_bool_option(def, value, where);
 	else if (strcmp(name, "on_invalid") == 0)
 		target->on_invalid_error = (strcmp(value, "error") == 0);
 	else if (strcmp(name, "required_fields") == 0)
@@ -535,6 +538,7 @@ target_defaults(SyncTarget *t)
 	t->max_attempts = 10;
 	t->retry_max_delay_s = 600;
 	t->verify_tls = true;
+	t->skip_unchanged = true;
 }
 
 static SyncTarget *
@@ -625,6 +629,15 @@ apply_call_options(SyncTarget *t, Jsonb *options)
 		if (tok != WJB_VALUE)
 			continue;
 
+		if (strcmp(key, "force") == 0)
+		{
+			/* per call only: send even a body the target already has */
+			static const OptionDef force = {"force", OPT_BOOL, 0, 0, NULL, true};
+
+			t->skip_unchanged = !parse_bool_option(&force, call_option_string(&v, key),
+												   "option");
+			continue;
+		}
 		def = find_server_option(t->service, key);
 		if (def == NULL && service_declaring(key, false) != NULL)
 			report_unknown_option(t->service, key, "option");
@@ -632,7 +645,7 @@ apply_call_options(SyncTarget *t, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 					 errmsg("invalid option \"%s\" in the options argument", key),
-					 errhint("Valid options are: %s.", valid_server_option_names(t->service))));
+					 errhint("Valid options are: force, %s.", valid_server_option_names(t->service))));
 		if (!def->per_call)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),

@@ -31,6 +31,7 @@ struct SyncTarget
 	char	   *ca_file;		/* NULL: the system's CA store */
 	bool		verify_tls;
 	bool		on_invalid_error;	/* on_invalid 'error' */
+	bool		skip_unchanged; /* send no body the target has (sync_state.c) */
 	List	   *required_fields;	/* extra required API fields (char *) */
 	void	   *options;		/* the service's own (service->options_size) */
 };

@@ -52,23 +52,25 @@ EXCEPTION WHEN others THEN
          || coalesce(E'\nHINT: ' || nullif(hnt, ''), '');
 END $$;
 
--- The targets most tests use, on the mock API.
+-- The targets most tests use, on the mock API.  They send every push and
+-- item, even a body the target has (skip_unchanged false): these tests are
+-- about requests and answers; 13_memory.sql tests the memory.
 DO $$
 DECLARE
   url text := current_setting('test.mock_api');
 BEGIN
   EXECUTE format('CREATE SERVER opscom FOREIGN DATA WRAPPER campus_sync
-                    OPTIONS (service %L, url %L, login_source %L)',
-                 'opscom', url, 'BANNER');
+                    OPTIONS (service %L, url %L, login_source %L, skip_unchanged %L)',
+                 'opscom', url, 'BANNER', 'false');
   EXECUTE format('CREATE SERVER cloudcard FOREIGN DATA WRAPPER campus_sync
-                    OPTIONS (service %L, url %L)',
-                 'cloudcard', url);
+                    OPTIONS (service %L, url %L, skip_unchanged %L)',
+                 'cloudcard', url, 'false');
   EXECUTE format('CREATE SERVER cloudcard_static FOREIGN DATA WRAPPER campus_sync
-                    OPTIONS (service %L, url %L, find_by %L)',
-                 'cloudcard', url, 'email');
+                    OPTIONS (service %L, url %L, find_by %L, skip_unchanged %L)',
+                 'cloudcard', url, 'email', 'false');
   EXECUTE format('CREATE SERVER cloudcard_people FOREIGN DATA WRAPPER campus_sync
-                    OPTIONS (service %L, url %L, api %L)',
-                 'cloudcard', url, 'people');
+                    OPTIONS (service %L, url %L, api %L, skip_unchanged %L)',
+                 'cloudcard', url, 'people', 'false');
 END $$;
 
 CREATE USER MAPPING FOR PUBLIC SERVER opscom OPTIONS (api_token 'opscom-test-token-0123456789');

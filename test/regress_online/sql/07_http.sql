@@ -23,8 +23,8 @@ SELECT (campus_sync.opscom_push(s)).ok AS next_call_ok FROM students s WHERE uni
 
 -- TLS is verified: the mock's self-signed certificate is refused until its CA is given.
 DO $$ BEGIN
-  EXECUTE format('CREATE SERVER opscom_tls FOREIGN DATA WRAPPER campus_sync OPTIONS (service %L, url %L, login_source %L)',
-                 'opscom', current_setting('test.mock_tls'), 'BANNER');
+  EXECUTE format('CREATE SERVER opscom_tls FOREIGN DATA WRAPPER campus_sync OPTIONS (service %L, url %L, login_source %L, skip_unchanged %L)',
+                 'opscom', current_setting('test.mock_tls'), 'BANNER', 'false');
 END $$;
 CREATE USER MAPPING FOR PUBLIC SERVER opscom_tls OPTIONS (api_token 'opscom-test-token-0123456789');
 SELECT r.ok, r.http_status, r.error FROM students s, LATERAL campus_sync.opscom_push(s, server => 'opscom_tls') r

@@ -1,0 +1,547 @@
+/*-------------------------------------------------------------------------
+ *
+ * sync_state.c
+ *	  The delivered-state memory, campus_sync.sync_state: per server and
+ *	  person key, a SHA-256 of the URL and the body the target last
+ *	  acknowledged, its remote id and when.  No personal data beyond the
+ *	  key.
+ *
+ *	  With skip_unchanged (the default), a body the target already has is
+ *	  not queued -- unless an item of that person still waits, whose
+ *	  delivery would leave the target with another body -- and an item that
+ *	  has become identical to the last delivered body while it waited is
+ *	  removed unsent by the deliverer (deliver.c).
+ *
+ *	  Reads are direct (a sync trigger runs as whoever writes the table,
+ *	  who may not read these tables), with a snapshot taken now: whatever
+ *	  the caller's isolation level, the decision is made on what has been
+ *	  delivered and queued up to this moment.  Writes go through
+ *	  campus_sync.remember_delivered(), as the extension's owner, in the
+ *	  transaction that records the delivery: a crash loses at most what a
+ *	  crash would resend anyway.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_collation_d.h"
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "sync_state.h"
+
+/* Deliveries written to the memory at once past this many. */
+#define BATCH_MAX 1000
+
+/* Person keys are compared on this many bytes in the in-memory sets: a
+ * longer key that shares them counts as waiting, which only sends. */
+#define KEY_BYTES 256
+
+struct DeliveredBatch
+{
+	Oid			server_oid;
+	MemoryContext mcxt;			/* the noted values; reset by each save */
+	int			n;
+	int			capacity;
+	Datum	   *keys;
+	Datum	   *hashes;
+	Datum	   *remote_ids;
+	bool	   *remote_id_nulls;
+};
+
+/* SHA-256 of the URL and the body: a move to another URL sends anew. */
+void
+body_hash(SyncTarget *target, const char *body, uint8 *hash)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) target->url, strlen(target->url) + 1) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) body, strlen(body)) < 0 ||
+		pg_cryptohash_final(ctx, hash, BODY_HASH_LEN) < 0)
+		elog(ERROR, "could not compute a SHA-256 hash: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+}
+
+/* A campus_sync relation, or InvalidOid before ALTER EXTENSION UPDATE to 0.6. */
+static Oid
+relation_if_any(const char *relname)
+{
+	Oid			schema = get_namespace_oid("campus_sync", true);
+
+	return OidIsValid(schema) ? get_relname_relid(relname, schema) : InvalidOid;
+}
+
+/* A snapshot of now, which sees this transaction's own writes too. */
+static Snapshot
+snapshot_of_now(void)
+{
+	CommandCounterIncrement();
+	return RegisterSnapshot(GetLatestSnapshot());
+}
+
+static void
+key_scan_keys(ScanKey keys, AttrNumber server_att, AttrNumber key_att,
+			  Oid server_oid, const char *person_key)
+{
+	ScanKeyInit(&keys[0], server_att, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(server_oid));
+	ScanKeyEntryInitialize(&keys[1], 0, key_att, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(person_key));
+}
+
+/* sync_state's columns, in its CREATE TABLE's order (0.6) */
+#define SS_SERVER_OID 1
+#define SS_PERSON_KEY 2
+#define SS_BODY_HASH 3
+#define SS_REMOTE_ID 4
+#define SS_DELIVERED_AT 5
+
+static bool
+find_in(Relation rel, Oid index, Snapshot snapshot, Oid server_oid,
+		const char *person_key, DeliveredState *state)
+{
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	key_scan_keys(keys, SS_SERVER_OID, SS_PERSON_KEY, server_oid, person_key);
+	scan = systable_beginscan(rel, index, true, snapshot, 2, keys);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		isnull;
+		bytea	   *hash = DatumGetByteaPP(heap_getattr(tup, SS_BODY_HASH, desc, &isnull));
+		Datum		remote_id = heap_getattr(tup, SS_REMOTE_ID, desc, &isnull);
+
+		found = VARSIZE_ANY_EXHDR(hash) == BODY_HASH_LEN;
+		if (found)
+			memcpy(state->body_hash, VARDATA_ANY(hash), BODY_HASH_LEN);
+		state->remote_id = isnull ? NULL : TextDatumGetCString(remote_id);
+		state->delivered_at = DatumGetTimestampTz(heap_getattr(tup, SS_DELIVERED_AT, desc,
+															  &isnull));
+	}
+	systable_endscan(scan);
+	return found;
+}
+
+/* What the memory holds of a person now; false when nothing. */
+bool
+delivered_state_find(Oid server_oid, const char *person_key, DeliveredState *state)
+{
+	Oid			relid = relation_if_any("sync_state");
+	Relation	rel;
+	Snapshot	snapshot;
+	bool		found;
+
+	if (!OidIsValid(relid) || person_key == NULL)
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	snapshot = snapshot_of_now();
+	found = find_in(rel, relation_if_any("sync_state_pkey"), snapshot, server_oid,
+					person_key, state);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Has the target, as far as the memory knows, exactly this body for the
+ * person now?  (The deliverer's and the push's question: nothing of the
+ * person is in flight elsewhere.)  state, when given, gets what is known.
+ */
+bool
+delivered_unchanged(SyncTarget *target, const char *person_key, const uint8 *hash,
+					DeliveredState *state)
+{
+	DeliveredState mine;
+
+	if (state == NULL)
+		state = &mine;
+	return delivered_state_find(target->server_oid, person_key, state) &&
+		memcmp(state->body_hash, hash, BODY_HASH_LEN) == 0;
+}
+
+/* ---- queueing: which new rows would change nothing ---- */
+
+typedef struct KeyEntry
+{
+	char		key[KEY_BYTES];	/* "<server oid>/<person key>", cut */
+} KeyEntry;
+
+static void
+entry_key(char *out, Oid server_oid, const char *person_key)
+{
+	snprintf(out, KEY_BYTES, "%u/%s", server_oid, person_key ? person_key : "");
+}
+
+static HTAB *
+key_set(const char *name, long size)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = KEY_BYTES;
+	ctl.entrysize = sizeof(KeyEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create(name, size, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+static bool
+key_set_has(HTAB *set, Oid server_oid, const char *person_key)
+{
+	char		key[KEY_BYTES];
+
+	entry_key(key, server_oid, person_key);
+	return hash_search(set, key, HASH_FIND, NULL) != NULL;
+}
+
+static void
+key_set_add(HTAB *set, Oid server_oid, const char *person_key)
+{
+	char		key[KEY_BYTES];
+
+	entry_key(key, server_oid, person_key);
+	(void) hash_search(set, key, HASH_ENTER, NULL);
+}
+
+/* Does an item of the person wait in queue_items (pending, retrying, invalid)? */
+static bool
+waits_in_queue(Relation queue, Oid key_index, Snapshot snapshot, AttrNumber *att,
+			   Oid server_oid, const char *person_key)
+{
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		waits = false;
+
+	key_scan_keys(keys, att[0], att[1], server_oid, person_key);
+	scan = systable_beginscan(queue, key_index, true, snapshot, 2, keys);
+	while (!waits && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		char	   *state = TextDatumGetCString(heap_getattr(tup, att[2],
+															 RelationGetDescr(queue),
+															 &isnull));
+
+		waits = strcmp(state, "pending") == 0 || strcmp(state, "retrying") == 0 ||
+			strcmp(state, "invalid") == 0;
+	}
+	systable_endscan(scan);
+	return waits;
+}
+
+/* The persons of the set that have an item in the inbox (one pass over it). */
+static HTAB *
+waiting_in_inbox(HTAB *candidates, Snapshot snapshot)
+{
+	static const char *const names[] = {"server_oid", "person_key"};
+	Relation	inbox = table_open(relation_if_any("inbox"), AccessShareLock);
+	AttrNumber	att[2];
+	TableScanDesc scan;
+	HeapTuple	tup;
+	HTAB	   *waiting = key_set("campus_sync inbox persons", 64);
+
+	find_columns(RelationGetDescr(inbox), names, 2, att, "inbox");
+	scan = table_beginscan(inbox, snapshot, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Oid			server_oid = DatumGetObjectId(heap_getattr(tup, att[0],
+															   RelationGetDescr(inbox), &isnull));
+		Datum		key = heap_getattr(tup, att[1], RelationGetDescr(inbox), &isnull);
+		char	   *person_key;
+
+		if (isnull)
+			continue;
+		person_key = TextDatumGetCString(key);
+		if (key_set_has(candidates, server_oid, person_key))
+			key_set_add(waiting, server_oid, person_key);
+		pfree(person_key);
+	}
+	table_endscan(scan);
+	table_close(inbox, AccessShareLock);
+	return waiting;
+}
+
+/*
+ * queue_rows_drop_unchanged
+ *		Leaves out of rows (in the order they were queued) those whose body
+ *		the target already has, by the memory, when nothing of that person
+ *		waits to be delivered before them: not in queue_items, not in the
+ *		inbox, not earlier in rows.  Returns how many rows are left.
+ *
+ *		Only rows marked check_unchanged are judged.  One index probe each,
+ *		and for those whose body is unchanged, one more and a single pass
+ *		over the inbox (which the deliverers keep short).
+ */
+int
+queue_rows_drop_unchanged(QueueRow *rows, int n)
+{
+	static const char *const queue_names[] = {"server_oid", "person_key", "state"};
+	Oid			memory_relid = relation_if_any("sync_state");
+	Oid			memory_index;
+	MemoryContext cxt,
+				old;
+	Relation	memory,
+				queue;
+	Snapshot	snapshot;
+	bool	   *unchanged;
+	int			ncandidates = 0;
+	AttrNumber	queue_att[3];
+	HTAB	   *candidates,
+			   *waiting,
+			   *queued;
+	int			kept = 0;
+
+	if (!OidIsValid(memory_relid))
+		return n;
+	for (int i = 0; i < n && ncandidates == 0; i++)
+		ncandidates += rows[i].check_unchanged;
+	if (ncandidates == 0)
+		return n;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "campus_sync unchanged rows",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	unchanged = palloc0(sizeof(bool) * n);
+	snapshot = snapshot_of_now();
+
+	/* 1. the body is the one last delivered */
+	ncandidates = 0;
+	memory = table_open(memory_relid, AccessShareLock);
+	memory_index = relation_if_any("sync_state_pkey");
+	for (int i = 0; i < n; i++)
+	{
+		DeliveredState state;
+
+		if (rows[i].check_unchanged && rows[i].payload != NULL &&
+			find_in(memory, memory_index, snapshot,
+					rows[i].server_oid, rows[i].person_key, &state) &&
+			memcmp(state.body_hash, rows[i].body_hash, BODY_HASH_LEN) == 0)
+		{
+			unchanged[i] = true;
+			ncandidates++;
+		}
+	}
+	table_close(memory, AccessShareLock);
+
+	/* 2. and nothing of the person waits in the queue */
+	if (ncandidates > 0)
+	{
+		Oid			queue_index = relation_if_any("queue_items_key");
+
+		queue = table_open(relation_if_any("queue_items"), AccessShareLock);
+		find_columns(RelationGetDescr(queue), queue_names, 3, queue_att, "queue_items");
+		candidates = key_set("campus_sync unchanged persons", ncandidates);
+		for (int i = 0; i < n; i++)
+		{
+			if (!unchanged[i])
+				continue;
+			if (waits_in_queue(queue, queue_index, snapshot,
+							   queue_att, rows[i].server_oid, rows[i].person_key))
+				unchanged[i] = false;
+			else
+				key_set_add(candidates, rows[i].server_oid, rows[i].person_key);
+		}
+		table_close(queue, AccessShareLock);
+
+		/* 3. nor in the inbox, nor earlier among these rows */
+		if (hash_get_num_entries(candidates) > 0)
+		{
+			waiting = waiting_in_inbox(candidates, snapshot);
+			queued = key_set("campus_sync queued persons", 64);
+			for (int i = 0; i < n; i++)
+			{
+				if (unchanged[i] &&
+					(key_set_has(waiting, rows[i].server_oid, rows[i].person_key) ||
+					 key_set_has(queued, rows[i].server_oid, rows[i].person_key)))
+					unchanged[i] = false;
+				if (!unchanged[i])
+					key_set_add(queued, rows[i].server_oid, rows[i].person_key);
+			}
+		}
+	}
+	UnregisterSnapshot(snapshot);
+	MemoryContextSwitchTo(old);
+
+	for (int i = 0; i < n; i++)
+		if (!unchanged[i])
+			rows[kept++] = rows[i];
+	MemoryContextDelete(cxt);
+	return kept;
+}
+
+/* ---- delivering: what the memory learns ---- */
+
+DeliveredBatch *
+delivered_batch_create(Oid server_oid, MemoryContext mcxt)
+{
+	DeliveredBatch *batch = MemoryContextAllocZero(mcxt, sizeof(DeliveredBatch));
+
+	batch->server_oid = server_oid;
+	batch->mcxt = AllocSetContextCreate(mcxt, "campus_sync deliveries to remember",
+										ALLOCSET_DEFAULT_SIZES);
+	return batch;
+}
+
+/* Notes a delivery; the batch is written when full, or by the caller. */
+void
+delivered_batch_add(DeliveredBatch *batch, const char *person_key, const uint8 *hash,
+					const char *remote_id)
+{
+	MemoryContext old;
+	bytea	   *h;
+
+	if (person_key == NULL)
+		return;
+	if (batch->n == BATCH_MAX)
+		delivered_batch_save(batch);
+	old = MemoryContextSwitchTo(batch->mcxt);
+	if (batch->n == batch->capacity)
+	{
+		int			capacity = Min(BATCH_MAX, Max(16, batch->capacity * 2));
+		Datum	   *keys = palloc(sizeof(Datum) * capacity);
+		Datum	   *hashes = palloc(sizeof(Datum) * capacity);
+		Datum	   *remote_ids = palloc(sizeof(Datum) * capacity);
+		bool	   *nulls = palloc(sizeof(bool) * capacity);
+
+		if (batch->n > 0)
+		{
+			memcpy(keys, batch->keys, sizeof(Datum) * batch->n);
+			memcpy(hashes, batch->hashes, sizeof(Datum) * batch->n);
+			memcpy(remote_ids, batch->remote_ids, sizeof(Datum) * batch->n);
+			memcpy(nulls, batch->remote_id_nulls, sizeof(bool) * batch->n);
+		}
+		batch->keys = keys;
+		batch->hashes = hashes;
+		batch->remote_ids = remote_ids;
+		batch->remote_id_nulls = nulls;
+		batch->capacity = capacity;
+	}
+	h = palloc(VARHDRSZ + BODY_HASH_LEN);
+	SET_VARSIZE(h, VARHDRSZ + BODY_HASH_LEN);
+	memcpy(VARDATA(h), hash, BODY_HASH_LEN);
+	batch->keys[batch->n] = CStringGetTextDatum(person_key);
+	batch->hashes[batch->n] = PointerGetDatum(h);
+	batch->remote_ids[batch->n] = remote_id ? CStringGetTextDatum(remote_id) : (Datum) 0;
+	batch->remote_id_nulls[batch->n] = remote_id == NULL;
+	batch->n++;
+	MemoryContextSwitchTo(old);
+}
+
+static void
+forget_noted(DeliveredBatch *batch)
+{
+	MemoryContextReset(batch->mcxt);
+	batch->n = batch->capacity = 0;
+	batch->keys = batch->hashes = batch->remote_ids = NULL;
+	batch->remote_id_nulls = NULL;
+}
+
+static Oid
+memory_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+static ArrayType *
+array_of(Datum *values, bool *nulls, int n, Oid elemtype)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return construct_md_array(values, nulls, 1, dims, lbs, elemtype, typlen, typbyval,
+							  typalign);
+}
+
+/*
+ * Writes the noted deliveries to the memory, as the extension's owner
+ * (the caller of a push may not write it).  Not in a read-only
+ * transaction (a push on a standby): the memory then stays as it was,
+ * which can only make a later enqueue send.
+ */
+void
+delivered_batch_save(DeliveredBatch *batch)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			relid = relation_if_any("sync_state");
+	Oid			saved_user;
+	int			saved_context;
+	Datum		args[5];
+	Oid			types[5] = {OIDOID, TEXTARRAYOID, BYTEAARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID};
+	MemoryContext old;
+
+	if (batch->n == 0)
+		return;
+	if (!OidIsValid(relid) || XactReadOnly)
+	{
+		forget_noted(batch);
+		return;
+	}
+	old = MemoryContextSwitchTo(batch->mcxt);
+	args[0] = ObjectIdGetDatum(batch->server_oid);
+	args[1] = PointerGetDatum(array_of(batch->keys, NULL, batch->n, TEXTOID));
+	args[2] = PointerGetDatum(array_of(batch->hashes, NULL, batch->n, BYTEAOID));
+	args[3] = PointerGetDatum(array_of(batch->remote_ids, batch->remote_id_nulls, batch->n,
+									   TEXTOID));
+	args[4] = TimestampTzGetDatum(GetCurrentTimestamp());
+	MemoryContextSwitchTo(old);
+
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SetUserIdAndSecContext(memory_owner(relid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		if (plan == NULL)
+		{
+			/* schema-qualified, argument types exact: no search_path in play */
+			plan = SPI_prepare("SELECT campus_sync.remember_delivered($1, $2, $3, $4, $5)",
+							   5, types);
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(plan);
+		}
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not write campus_sync.sync_state");
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(saved_user, saved_context);
+	}
+	PG_END_TRY();
+	SPI_finish();
+	forget_noted(batch);
+}
