@@ -14,6 +14,9 @@ noisy, and absolute numbers move with them.
      bench, the same items, interleaved; and its commit-to-request latency
   4. sync_trigger: single-row UPDATE rate (pgbench) and a 100,000-row UPDATE,
      against no trigger and a hand-written PL/pgSQL outbox trigger
+  5. the delivered-state memory: a nightly reload of 10,000 people with 100
+     changed (TRUNCATE and INSERT of everyone, then deliver()), against the
+     first full load of the same people
 """
 import os
 import platform
@@ -35,18 +38,27 @@ ACCESS_LOG = os.path.join(RUN_DIR, "nginx", "access.log")
 ROUNDS = 2 if QUICK else 5
 LATENCY_COMMITS = 50 if QUICK else 200
 ONLY = os.environ.get("BENCH_ONLY")
-assert ONLY in (None, "delivery", "worker"), f"BENCH_ONLY={ONLY}: delivery or worker"
+assert ONLY in (None, "delivery", "worker", "memory"), f"BENCH_ONLY={ONLY}: delivery, worker or memory"
 PGBENCH_SECONDS = 5 if QUICK else 10
 PEOPLE = 100_000
 
 SETUP = f"""
 CREATE EXTENSION campus_sync;
+-- fast and slow send the same people round after round: skip_unchanged
+-- off (the memory is still written, as it always is)
 CREATE SERVER fast FOREIGN DATA WRAPPER campus_sync
-  OPTIONS (service 'opscom', url '{FAST}', login_source 'BANNER', concurrency '32');
+  OPTIONS (service 'opscom', url '{FAST}', login_source 'BANNER', concurrency '32', skip_unchanged 'false');
 CREATE SERVER slow FOREIGN DATA WRAPPER campus_sync
+  OPTIONS (service 'opscom', url '{SLOW}', login_source 'BANNER', concurrency '32', skip_unchanged 'false');
+-- the defaults: the sync_trigger figures and the memory's
+CREATE SERVER memo_fast FOREIGN DATA WRAPPER campus_sync
+  OPTIONS (service 'opscom', url '{FAST}', login_source 'BANNER', concurrency '32');
+CREATE SERVER memo_slow FOREIGN DATA WRAPPER campus_sync
   OPTIONS (service 'opscom', url '{SLOW}', login_source 'BANNER', concurrency '32');
 CREATE USER MAPPING FOR PUBLIC SERVER fast OPTIONS (api_token 'bench-token');
 CREATE USER MAPPING FOR PUBLIC SERVER slow OPTIONS (api_token 'bench-token');
+CREATE USER MAPPING FOR PUBLIC SERVER memo_fast OPTIONS (api_token 'bench-token');
+CREATE USER MAPPING FOR PUBLIC SERVER memo_slow OPTIONS (api_token 'bench-token');
 
 CREATE TABLE people (
   unique_id text PRIMARY KEY, first_name text, last_name text, email text, city text,
@@ -77,7 +89,7 @@ ALTER TABLE campus_sync.queue_items SET (autovacuum_enabled = off);
 TRIGGERS = {
     "none": None,
     "plpgsql": "EXECUTE FUNCTION outbox_trigger()",
-    "sync_trigger": "EXECUTE FUNCTION campus_sync.sync_trigger('fast')",
+    "sync_trigger": "EXECUTE FUNCTION campus_sync.sync_trigger('memo_fast')",
 }
 
 
@@ -376,6 +388,69 @@ def sync_trigger_figures(conn):
         + "; " + "; ".join(f"{v} bulk s {', '.join(f'{x:.2f}' for x in secs[v])}" for v in TRIGGERS))
 
 
+# -- 5. the delivered-state memory -----------------------------------------------
+
+RELOAD = 10_000
+RELOAD_CHANGED = 100
+
+
+def nightly_load(conn, server, changed, tag):
+    """What a nightly ETL does: TRUNCATE the person table and INSERT every
+    person again, in one transaction (the trigger queues them), then
+    deliver().  The first `changed` people get a new first name.  Returns
+    (seconds, requests the remote received)."""
+    arrivals = Arrivals()
+    started = time.monotonic()
+    sql(conn, f"""BEGIN; TRUNCATE reload;
+        INSERT INTO reload SELECT p.unique_id,
+               CASE WHEN g <= {changed} THEN p.first_name || '-{tag}' ELSE p.first_name END,
+               p.last_name, p.email, p.city, p.state, p.zip, p.phone_cell, p.user_type_id, p.date_of_birth
+        FROM generate_series(1, {RELOAD}) g JOIN people p ON p.unique_id = 'U' || g; COMMIT""")
+    sql(conn, f"SELECT sum(delivered) FROM campus_sync.deliver('{server}', max_seconds => 600)")
+    seconds = time.monotonic() - started
+    time.sleep(0.2)   # nginx logs a request after answering it
+    return seconds, arrivals.total()
+
+
+def memory_figures(conn):
+    sql(conn, "CREATE TABLE IF NOT EXISTS reload (LIKE people INCLUDING ALL)")
+    rounds = max(2, ROUNDS - 2)
+    first = {"memo_slow": [], "memo_fast": []}
+    again = {"memo_slow": [], "memo_fast": []}
+    wrong = 0
+    for r in range(rounds):
+        for server in first:
+            sql(conn, "DROP TRIGGER IF EXISTS sync ON reload")
+            sql(conn, f"CREATE TRIGGER sync AFTER INSERT OR UPDATE ON reload FOR EACH ROW "
+                      f"EXECUTE FUNCTION campus_sync.sync_trigger('{server}')")
+            sql(conn, f"SELECT campus_sync.forget('{server}')")
+            sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox")
+            sql(conn, "VACUUM ANALYZE campus_sync.queue_items, campus_sync.sync_state")
+            seconds, requests = nightly_load(conn, server, 0, f"r{r}")
+            wrong += abs(requests - RELOAD)
+            first[server].append(seconds)
+            seconds, requests = nightly_load(conn, server, RELOAD_CHANGED, f"r{r}")
+            wrong += abs(requests - RELOAD_CHANGED)
+            again[server].append(seconds)
+    sql(conn, "DROP TRIGGER sync ON reload")
+    out("### Delivered-state memory: a nightly reload that sends only what changed")
+    out()
+    out(f"TRUNCATE and INSERT of {RELOAD:,} people in one transaction (the sync trigger queues them), then "
+        f"deliver(); concurrency 32.  First: the memory empty, every person sent.  Reload: the same people, "
+        f"{RELOAD_CHANGED} of them changed.")
+    out()
+    out("| remote | first load, s | reload, s | reload / first | requests not as expected |")
+    out("|---|---|---|---|---|")
+    for server, name in (("memo_slow", "20 ms"), ("memo_fast", "zero latency")):
+        ratios = [a / f for a, f in zip(again[server], first[server])]
+        out(f"| {name} | {median(first[server]):.2f} | {median(again[server]):.3f} | {median(ratios):.3f} "
+            f"| {wrong} |")
+    out()
+    out("Raw rounds: " + "; ".join(f"{s} first {', '.join(f'{x:.2f}' for x in first[s])}, reload "
+                                   f"{', '.join(f'{x:.3f}' for x in again[s])}" for s in first))
+    out()
+
+
 def main():
     admin = connect("postgres")
     sql(admin, "DROP DATABASE IF EXISTS bench")
@@ -398,10 +473,12 @@ def main():
         f"only. Medians of {ROUNDS} interleaved rounds.")
     out()
 
-    if ONLY != "worker":
+    if ONLY in (None, "delivery"):
         delivery_figures(conn)
-    if ONLY != "delivery":
+    if ONLY in (None, "worker"):
         worker_figures(conn, worker_conn)
+    if ONLY in (None, "memory"):
+        memory_figures(conn)
     if ONLY is None:
         sync_trigger_figures(conn)
     conn.close()

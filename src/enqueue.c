@@ -60,6 +60,20 @@ queue_row_of(QueueRow *row, SyncTarget *target, const char *enqueued_by, Payload
 }
 
 /*
+ * Writes an item at once; returns its id, or 0 when it is not queued: the
+ * target has its body, and nothing of the person waits before it (in
+ * this transaction's buffer, which sync_state.c cannot see, or queued).
+ */
+static int64
+put_now(QueueRow *row)
+{
+	if (row->check_unchanged && !queue_buffer_holds(row->server_oid, row->person_key) &&
+		queue_rows_drop_unchanged(row, 1) == 0)
+		return 0;
+	return inbox_put(row);
+}
+
+/*
  * An invalid row: refused (on_invalid 'error') or queued as an invalid
  * item with a WARNING that says so.
  */
@@ -88,6 +102,7 @@ campus_sync_enqueue(PG_FUNCTION_ARGS)
 	RowPlan    *plan;
 	Payload		payload;
 	QueueRow	row;
+	int64		id;
 
 	if (PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -101,9 +116,10 @@ campus_sync_enqueue(PG_FUNCTION_ARGS)
 	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(1), &payload);
 	check_invalid(plan->target, &payload);
 	queue_row_of(&row, plan->target, GetUserNameFromId(GetUserId(), false), &payload);
-	if (queue_rows_drop_unchanged(&row, 1) == 0)
+	id = put_now(&row);
+	if (id == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_INT64(inbox_put(&row));
+	PG_RETURN_INT64(id);
 }
 
 /*
@@ -369,7 +385,7 @@ campus_sync_sync_trigger(PG_FUNCTION_ARGS)
 
 	check_invalid(plan->target, &payload);
 	queue_row_of(&row, plan->target, plan->checked_role_name, &payload);
-	if (!queue_buffer_add(&row) && queue_rows_drop_unchanged(&row, 1) == 1)
-		(void) inbox_put(&row);
+	if (!queue_buffer_add(&row))
+		(void) put_now(&row);	/* in a subtransaction */
 	return PointerGetDatum(NULL);
 }

@@ -120,6 +120,17 @@ queue_buffer_add(QueueRow *row)
 	return true;
 }
 
+/* Does the buffer hold an item of this person (for a write at once)? */
+bool
+queue_buffer_holds(Oid server_oid, const char *person_key)
+{
+	for (int i = nrows - 1; i >= 0; i--)
+		if (rows[i].server_oid == server_oid && person_key && rows[i].person_key &&
+			strcmp(rows[i].person_key, person_key) == 0)
+			return true;
+	return false;
+}
+
 /*
  * queue_buffer_flush
  *		Writes the kept items, in the order they came, but those whose body

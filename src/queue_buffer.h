@@ -15,6 +15,7 @@
 
 extern void queue_buffer_init(void);
 extern bool queue_buffer_add(QueueRow *row);
+extern bool queue_buffer_holds(Oid server_oid, const char *person_key);
 extern void queue_buffer_flush(void);
 
 #endif							/* CAMPUS_SYNC_QUEUE_BUFFER_H */

@@ -47,7 +47,7 @@ def connect(dbname, autocommit=True, **conninfo):
     return conn
 
 
-def create_database(name, setup_sql="", **conninfo):
+def create_database(name, setup_sql="", skip_unchanged=False, **conninfo):
     """A fresh database with campus_sync and the servers opscom and cloudcard."""
     admin = connect("postgres", **conninfo)
     with admin.cursor() as cur:
@@ -55,23 +55,28 @@ def create_database(name, setup_sql="", **conninfo):
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
     conn = connect(name, **conninfo)
-    install_campus_sync(conn, setup_sql)
+    install_campus_sync(conn, setup_sql, skip_unchanged)
     return conn
 
 
-def install_campus_sync(conn, setup_sql=""):
+def install_campus_sync(conn, setup_sql="", skip_unchanged=False):
     """CREATE EXTENSION campus_sync, the servers opscom and cloudcard (on the
-    mock API) with their user mappings, then setup_sql."""
+    mock API) with their user mappings, then setup_sql.  The servers send
+    every body, even one the mock has already (skip_unchanged false), unless
+    skip_unchanged: most suites are about requests and answers, and send the
+    same people again and again; test_memory.py tests the memory."""
     with conn.cursor() as cur:
         cur.execute("CREATE EXTENSION campus_sync")
         cur.execute(
             "CREATE SERVER opscom FOREIGN DATA WRAPPER campus_sync "
-            "OPTIONS (service 'opscom', url %s, login_source 'BANNER')", (MOCK_API,))
+            "OPTIONS (service 'opscom', url %s, login_source 'BANNER', skip_unchanged %s)",
+            (MOCK_API, str(skip_unchanged).lower()))
         cur.execute("CREATE USER MAPPING FOR PUBLIC SERVER opscom OPTIONS (api_token %s)",
                     (OPSCOM_TOKEN,))
         cur.execute(
             "CREATE SERVER cloudcard FOREIGN DATA WRAPPER campus_sync "
-            "OPTIONS (service 'cloudcard', url %s)", (MOCK_API,))
+            "OPTIONS (service 'cloudcard', url %s, skip_unchanged %s)",
+            (MOCK_API, str(skip_unchanged).lower()))
         cur.execute("CREATE USER MAPPING FOR PUBLIC SERVER cloudcard "
                     "OPTIONS (persistent_access_token %s)", (CLOUDCARD_PAT,))
         if setup_sql:
