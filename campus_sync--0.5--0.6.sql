@@ -78,6 +78,150 @@ END $$;
 REVOKE ALL ON FUNCTION campus_sync.remember_delivered(oid, text[], bytea[], text[], timestamptz),
               campus_sync.forget(name, text) FROM PUBLIC;
 
+
+------------------------------------------------------------------------------
+-- Deprovisioning (0.6): disable items and the held state
+------------------------------------------------------------------------------
+
+ALTER TABLE campus_sync.queue_items DROP CONSTRAINT queue_items_state_check,
+  ADD CONSTRAINT queue_items_state_check
+    CHECK (state IN ('pending', 'retrying', 'delivered', 'failed', 'invalid', 'held')),
+  ADD COLUMN kind text NOT NULL DEFAULT 'upsert' CHECK (kind IN ('upsert', 'disable'));
+ALTER TABLE campus_sync.inbox ADD COLUMN kind text NOT NULL DEFAULT 'upsert';
+
+DROP INDEX campus_sync.queue_items_key;
+-- a person's waiting items, for the engine's claims (coalescing, per-person
+-- order), server by server: a claim for one server never walks another's
+-- items.  Narrow: every item moved from the inbox enters it.  Held items
+-- too: a newer item of the person supersedes them.
+CREATE INDEX queue_items_key ON campus_sync.queue_items (server_oid, person_key)
+  WHERE state IN ('pending', 'retrying', 'invalid', 'held');
+DROP INDEX campus_sync.queue_items_attention;
+-- items that need a person's attention
+CREATE INDEX queue_items_attention ON campus_sync.queue_items (server_oid, state)
+  WHERE state IN ('failed', 'invalid', 'held');
+
+------------------------------------------------------------------------------
+-- Deprovisioning (0.6): with the server option on_delete 'disable', a
+-- DELETE on the person table queues a disable of the person (kind
+-- 'disable'), in order with its other items.  The mass-change guard: past
+-- max_disables_per_hour a server's disables are 'held', sent by nobody
+-- until release_held() (or dropped by discard_held()).
+------------------------------------------------------------------------------
+
+-- Each server's disables in its current hour (a window that opens with
+-- the first disable after the last one closed).
+CREATE TABLE campus_sync.disable_windows (
+  server_oid   oid PRIMARY KEY,
+  opened_at    timestamptz NOT NULL,
+  disables     integer NOT NULL
+);
+
+REVOKE ALL ON campus_sync.disable_windows FROM PUBLIC;
+
+-- How many of n new disables of a server may be sent within its hour
+-- (called by the delivery engine, as the extension's owner, when it moves
+-- them into the queue); the rest are held.
+CREATE FUNCTION campus_sync.admit_disables(server oid, n integer, per_hour integer)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  w campus_sync.disable_windows;
+  admitted integer;
+BEGIN
+  INSERT INTO campus_sync.disable_windows AS d VALUES (admit_disables.server, now(), 0)
+  ON CONFLICT (server_oid) DO UPDATE
+  SET opened_at = CASE WHEN d.opened_at <= now() - interval '1 hour' THEN now() ELSE d.opened_at END,
+      disables = CASE WHEN d.opened_at <= now() - interval '1 hour' THEN 0 ELSE d.disables END
+  RETURNING * INTO w;
+  admitted := least(n, greatest(per_hour - w.disables, 0));
+  UPDATE campus_sync.disable_windows d SET disables = d.disables + admitted
+  WHERE d.server_oid = admit_disables.server;
+  RETURN admitted;
+END $$;
+
+-- A person decides: the held disables of a server are sent (release), or
+-- dropped (discard).  One that a newer item of the person has made moot
+-- (a re-insert after the delete) is dropped by either.  Returns how many
+-- were released or discarded.
+CREATE FUNCTION campus_sync.release_held(server name)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv oid := campus_sync.server_oid_of(release_held.server);
+  n bigint;
+BEGIN
+  PERFORM campus_sync.drop_moot_held(srv);
+  UPDATE campus_sync.queue_items q SET state = 'pending', next_attempt_at = now(),
+         last_error = format('held: released by %s at %s', session_user, now())
+  WHERE q.server_oid = srv AND q.state = 'held';
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF n > 0 THEN
+    PERFORM campus_sync.wake_worker();
+  END IF;
+  RETURN n;
+END $$;
+
+CREATE FUNCTION campus_sync.discard_held(server name)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv oid := campus_sync.server_oid_of(discard_held.server);
+  n bigint;
+BEGIN
+  DELETE FROM campus_sync.queue_items q WHERE q.server_oid = srv AND q.state = 'held';
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END $$;
+
+-- A campus_sync server's OID by name; raises when there is none.
+CREATE FUNCTION campus_sync.server_oid_of(server name)
+RETURNS oid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv oid;
+BEGIN
+  SELECT s.oid INTO srv FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
+  WHERE s.srvname = server_oid_of.server;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'campus_sync server "%" does not exist', server_oid_of.server
+      USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT srvname FROM pg_foreign_server lists the servers.';
+  END IF;
+  RETURN srv;
+END $$;
+
+-- Held disables of persons with a newer item (any state, or in the inbox)
+-- are moot: the newer one says what the person is now.
+CREATE FUNCTION campus_sync.drop_moot_held(server oid)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH moot AS (
+    DELETE FROM campus_sync.queue_items h
+    WHERE h.server_oid = drop_moot_held.server AND h.state = 'held'
+      AND (EXISTS (SELECT FROM campus_sync.queue_items n
+                   WHERE n.server_oid = h.server_oid AND n.person_key = h.person_key AND n.id > h.id)
+           OR EXISTS (SELECT FROM campus_sync.inbox i
+                      WHERE i.server_oid = h.server_oid AND i.person_key = h.person_key AND i.id > h.id))
+    RETURNING 1)
+  SELECT count(*) FROM moot
+$$;
+
+REVOKE ALL ON FUNCTION campus_sync.admit_disables(oid, integer, integer),
+              campus_sync.release_held(name), campus_sync.discard_held(name),
+              campus_sync.server_oid_of(name), campus_sync.drop_moot_held(oid) FROM PUBLIC;
+
 -- Deletes delivered items (they hold personal data) older than older_than,
 -- and the items and delivered-state memory of servers that no longer exist
 -- (left by a DROP SERVER with event triggers disabled).  The memory of
@@ -102,11 +246,13 @@ AS $$
     DELETE FROM campus_sync.target_health h WHERE h.server NOT IN (SELECT name FROM servers)
   ), stale_memory AS (
     DELETE FROM campus_sync.sync_state m WHERE m.server_oid NOT IN (SELECT oid FROM servers)
+  ), stale_windows AS (
+    DELETE FROM campus_sync.disable_windows d WHERE d.server_oid NOT IN (SELECT oid FROM servers)
   )
   SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM orphans)
 $$;
 
--- the drop of a server forgets its delivered-state memory
+-- the drop of a server forgets its memory and its disable window
 CREATE OR REPLACE FUNCTION campus_sync.discard_items_of_dropped_servers()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -127,13 +273,36 @@ BEGIN
     DELETE FROM campus_sync.target_health h WHERE h.server = srv.object_name;
     DELETE FROM campus_sync.paused_servers p WHERE p.server_oid = srv.objid;
     DELETE FROM campus_sync.sync_state m WHERE m.server_oid = srv.objid;
+    DELETE FROM campus_sync.disable_windows d WHERE d.server_oid = srv.objid;
     IF n + m > 0 THEN
       RAISE NOTICE 'campus_sync: discarded % queue items of dropped server "%"', n + m, srv.object_name;
     END IF;
   END LOOP;
 END $$;
 
--- status: how many persons the memory holds, last
+-- queue: the item's kind, last
+-- server: the server's name now (items follow the server, not its name)
+CREATE OR REPLACE VIEW campus_sync.queue AS
+SELECT q.id, coalesce((SELECT s.srvname::text FROM pg_catalog.pg_foreign_server s
+                       WHERE s.oid = q.server_oid), q.server) AS server,
+       q.person_key,
+       CASE WHEN q.state IN ('pending', 'retrying')
+                 AND q.xmax IN (SELECT campus_sync.deliverer_xids())
+            THEN 'in_flight' ELSE q.state END AS state,
+       q.attempts, q.next_attempt_at, q.last_http_status, q.last_error, q.remote_id,
+       q.enqueued_at, q.delivered_at, q.kind
+FROM campus_sync.queue_items q
+UNION ALL
+SELECT i.id, coalesce((SELECT s.srvname::text FROM pg_catalog.pg_foreign_server s
+                       WHERE s.oid = i.server_oid), i.server),
+       i.person_key,
+       CASE WHEN i.xmax IN (SELECT campus_sync.deliverer_xids()) THEN 'in_flight'
+            WHEN i.payload IS NULL THEN 'invalid' ELSE 'pending' END,
+       0, i.enqueued_at, NULL::integer, i.error, NULL::text, i.enqueued_at, NULL::timestamptz,
+       i.kind
+FROM campus_sync.inbox i;
+
+-- status: how many persons the memory holds and how many items are held, last
 CREATE OR REPLACE VIEW campus_sync.status AS
 SELECT s.srvname AS server,
        coalesce(h.up, true) AS up,
@@ -151,7 +320,8 @@ SELECT s.srvname AS server,
        wk.last_cycle_at AS worker_last_cycle_at,
        p.paused_at,
        p.reason AS paused_reason,
-       coalesce(m.remembered, 0) AS remembered
+       coalesce(m.remembered, 0) AS remembered,
+       coalesce(a.held, 0) AS held
 FROM pg_catalog.pg_foreign_server s
 CROSS JOIN campus_sync.worker_status() wk
 JOIN pg_catalog.pg_foreign_data_wrapper f ON f.oid = s.srvfdw AND f.fdwname = 'campus_sync'
@@ -173,9 +343,10 @@ LEFT JOIN LATERAL (
 ) w ON true
 LEFT JOIN LATERAL (
   SELECT count(*) FILTER (WHERE x.state = 'failed') AS failed,
-         count(*) FILTER (WHERE x.state = 'invalid') AS invalid
+         count(*) FILTER (WHERE x.state = 'invalid') AS invalid,
+         count(*) FILTER (WHERE x.state = 'held') AS held
   FROM (SELECT q.state FROM campus_sync.queue_items q
-        WHERE q.server_oid = s.oid AND q.state IN ('failed', 'invalid')
+        WHERE q.server_oid = s.oid AND q.state IN ('failed', 'invalid', 'held')
         UNION ALL
         SELECT 'invalid' FROM campus_sync.inbox i
         WHERE i.server_oid = s.oid AND i.payload IS NULL) x
@@ -189,3 +360,40 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
   SELECT count(*) AS remembered FROM campus_sync.sync_state m WHERE m.server_oid = s.oid
 ) m ON true;
+
+-- held items wait too
+-- ALTER SERVER that changes what the waiting items were built for (the
+-- service, or the person key: CloudCard's find_by) is refused.
+CREATE OR REPLACE FUNCTION campus_sync.refuse_server_change_under_waiting_items()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  srv record;
+  waiting record;
+BEGIN
+  FOR srv IN
+    SELECT b.oid, b.name AS srvname, b.service, b.key_field
+    FROM pg_catalog.pg_event_trigger_ddl_commands() c
+    JOIN campus_sync.server_bindings b ON b.oid = c.objid
+    WHERE c.object_type = 'server'
+  LOOP
+    SELECT count(*) AS n, min(x.service) AS service, min(x.key_field) AS key_field INTO waiting
+    FROM (SELECT q.service, q.key_field FROM campus_sync.queue_items q
+          WHERE q.server_oid = srv.oid AND q.state IN ('pending', 'retrying', 'held')
+          UNION ALL
+          SELECT i.service, i.key_field FROM campus_sync.inbox i
+          WHERE i.server_oid = srv.oid AND i.payload IS NOT NULL) x
+    WHERE x.service IS DISTINCT FROM srv.service OR x.key_field IS DISTINCT FROM srv.key_field;
+    IF waiting.n > 0 THEN
+      RAISE EXCEPTION 'cannot change server "%" to service % keyed by % while % queued items wait for it',
+                      srv.srvname, srv.service, srv.key_field, waiting.n
+        USING ERRCODE = 'object_in_use',
+              DETAIL = format('They were built for service %s keyed by %s, and would be sent with the wrong body or to the wrong person.',
+                              waiting.service, waiting.key_field),
+              HINT = format('Deliver them first (SELECT * FROM campus_sync.deliver(%L)), or drop the server, which discards them, and create it anew.',
+                            srv.srvname);
+    END IF;
+  END LOOP;
+END $$;

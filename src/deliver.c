@@ -80,6 +80,7 @@ typedef struct DeliverItem
 	char	   *enqueued_by;
 	char	   *service;		/* what the item was built for */
 	char	   *key_field;
+	bool		disable;		/* a DELETE's (on_delete 'disable') */
 	int			attempts;
 	bool		probe;
 	char	   *payload;		/* read when it is about to start */
@@ -191,6 +192,7 @@ new_item(DeliverRun *run, ServerRun *sr, ClaimedItem *c)
 	item->enqueued_by = MemoryContextStrdup(cxt, c->enqueued_by);
 	item->service = MemoryContextStrdup(cxt, c->service);
 	item->key_field = MemoryContextStrdup(cxt, c->key_field);
+	item->disable = c->disable;
 	item->attempts = c->attempts;
 	item->locked_gen = item->claimed_gen = run->generation;
 	item->nsuperseded = c->nsuperseded;
@@ -512,6 +514,9 @@ binding_problem(DeliverItem *item)
 {
 	SyncTarget *t = item->server->target;
 
+	if (item->disable && t->service->disable_body == NULL)
+		return psprintf("not sent: a disable, but server \"%s\" is now service %s, which cannot disable anyone",
+						t->server_name, t->service->name);
 	if (strcmp(item->service, t->service->name) == 0 &&
 		strcmp(item->key_field, target_key_field(t)) == 0)
 		return NULL;
@@ -532,7 +537,7 @@ start_item(DeliverRun *run, DeliverItem *item, bool slot_taken)
 	sr->in_flight++;
 	dlist_push_tail(&sr->flying, &item->node);
 	/* read only now: claimed items waiting for a slot hold no payload */
-	job_init(&item->job, JOB_PUSH, sr->target, secret,
+	job_init(&item->job, item->disable ? JOB_DISABLE : JOB_PUSH, sr->target, secret,
 			 problem ? NULL : item->payload, item->person_key);
 	item->job.slot_taken = slot_taken;
 	if (problem)

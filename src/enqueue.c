@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "commands/trigger.h"
 #include "common/jsonapi.h"
 #include "foreign/foreign.h"
@@ -201,12 +202,13 @@ check_trigger_call(FunctionCallInfo fcinfo)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("campus_sync.sync_trigger() can only be called as a trigger")));
 	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
-		!(TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event)))
+		!(TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event) ||
+		  TRIGGER_FIRED_BY_DELETE(td->tg_event)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger \"%s\" on \"%s\" must fire AFTER INSERT OR UPDATE ... FOR EACH ROW",
+				 errmsg("trigger \"%s\" on \"%s\" must fire AFTER INSERT OR UPDATE [OR DELETE] ... FOR EACH ROW",
 						td->tg_trigger->tgname, RelationGetRelationName(td->tg_relation)),
-				 errhint("CREATE TRIGGER ... AFTER INSERT OR UPDATE ON ... FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('opscom');")));
+				 errhint("CREATE TRIGGER ... AFTER INSERT OR UPDATE OR DELETE ON ... FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('cloudcard'); a TRUNCATE queues nothing.")));
 }
 
 /*
@@ -357,10 +359,105 @@ same_source_values(TriggerPlan *plan, HeapTuple a, HeapTuple b)
 }
 
 /*
+ * Past max_disables_per_hour disables of a server in one transaction, its
+ * writer is warned once: the delivery engine will hold the rest.  Counted
+ * per transaction (the engine counts per hour, over every transaction).
+ */
+typedef struct DisableCount
+{
+	Oid			server_oid;
+	int64		n;
+} DisableCount;
+
+#define MAX_COUNTED_SERVERS 16
+static DisableCount disable_counts[MAX_COUNTED_SERVERS];
+static int	ndisable_counts = 0;
+
+static void
+forget_disable_counts(XactEvent event, void *arg)
+{
+	(void) event;
+	(void) arg;
+	ndisable_counts = 0;
+}
+
+static void
+count_disable(SyncTarget *target)
+{
+	static bool registered = false;
+	DisableCount *c = NULL;
+
+	if (!registered)
+	{
+		RegisterXactCallback(forget_disable_counts, NULL);
+		registered = true;
+	}
+	for (int i = 0; i < ndisable_counts && c == NULL; i++)
+		if (disable_counts[i].server_oid == target->server_oid)
+			c = &disable_counts[i];
+	if (c == NULL)
+	{
+		if (ndisable_counts == MAX_COUNTED_SERVERS)
+			return;
+		c = &disable_counts[ndisable_counts++];
+		c->server_oid = target->server_oid;
+		c->n = 0;
+	}
+	if (++c->n == (int64) target->max_disables_per_hour + 1)
+		ereport(WARNING,
+				(errmsg("campus_sync: this transaction disables more than %d persons of server \"%s\" (max_disables_per_hour)",
+						target->max_disables_per_hour, target->server_name),
+				 errdetail("Past that many in an hour, disables are held: nothing is sent for them until someone decides."),
+				 errhint("After the commit, SELECT campus_sync.release_held(%s); sends them, campus_sync.discard_held(%s); drops them; the status view counts them (held).",
+						 quote_literal_cstr(target->server_name),
+						 quote_literal_cstr(target->server_name))));
+}
+
+/*
+ * A DELETE of a person on a server with on_delete 'disable' queues the
+ * person's disable, in order with its other items (a re-insert after it
+ * enables the person again).  The key is read from the deleted row.
+ */
+static void
+queue_disable(TriggerPlan *plan, HeapTuple old)
+{
+	SyncTarget *target = plan->target;
+	Payload		payload;
+	QueueRow	row;
+
+	if (target->service->disable_body == NULL)	/* CREATE TRIGGER refuses it */
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("campus_sync.sync_trigger() fired on DELETE, but server \"%s\" cannot disable anyone",
+						target->server_name),
+				 errdetail("%s", target->service->cannot_disable),
+				 errhint("Create the trigger AFTER INSERT OR UPDATE only.")));
+	if (!target->on_delete_disable)
+		return;
+	build_from_tuple(plan, old, &payload);
+	if (payload.person_key == NULL)
+	{
+		ereport(WARNING,
+				(errmsg("campus_sync: the deleted row has no person key for server \"%s\": no one is disabled",
+						target->server_name),
+				 payload.error ? errdetail("%s", payload.error->message) : 0));
+		return;
+	}
+	payload.body = unconstify(char *, target->service->disable_body);
+	payload.error = NULL;
+	queue_row_of(&row, target, plan->checked_role_name, &payload);
+	row.kind = "disable";
+	count_disable(target);
+	if (!queue_buffer_add(&row))
+		(void) put_now(&row);	/* in a subtransaction */
+}
+
+/*
  * sync_trigger(server [, mapping])
- *		AFTER INSERT OR UPDATE ... FOR EACH ROW: queue the new row.  An
- *		UPDATE that leaves every column the body is made of as it was
- *		queues nothing.
+ *		AFTER INSERT OR UPDATE [OR DELETE] ... FOR EACH ROW: queue the new
+ *		row.  An UPDATE that leaves every column the body is made of as it
+ *		was queues nothing; a DELETE queues a disable (on_delete 'disable')
+ *		or nothing.
  */
 Datum
 campus_sync_sync_trigger(PG_FUNCTION_ARGS)
@@ -374,6 +471,11 @@ campus_sync_sync_trigger(PG_FUNCTION_ARGS)
 	td = (TriggerData *) fcinfo->context;
 	plan = trigger_plan(fcinfo);
 
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		queue_disable(plan, td->tg_trigtuple);
+		return PointerGetDatum(NULL);
+	}
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
 		if (same_source_values(plan, td->tg_trigtuple, td->tg_newtuple))

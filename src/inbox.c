@@ -41,12 +41,13 @@ typedef enum InboxColumn
 	IN_SERVER_OID,
 	IN_SERVICE,
 	IN_KEY_FIELD,
+	IN_KIND,
 	N_INBOX_COLUMNS
 } InboxColumn;
 
 static const char *const inbox_column_names[N_INBOX_COLUMNS] = {
 	"id", "server", "person_key", "payload", "error", "enqueued_by", "enqueued_at",
-	"server_oid", "service", "key_field"
+	"server_oid", "service", "key_field", "kind"
 };
 
 /* Items appended per multi-insert. */
@@ -99,7 +100,8 @@ open_inbox(void)
 	old = MemoryContextSwitchTo(shape.mcxt);
 	shape.rel_oid = RelationGetRelid(rel);
 	shape.seq_oid = queue_relation_oid("queue_items_id_seq");
-	shape.desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	/* with its constraints: a column added by an upgrade reads its default */
+	shape.desc = CreateTupleDescCopyConstr(RelationGetDescr(rel));
 	find_columns(shape.desc, inbox_column_names, N_INBOX_COLUMNS, shape.attnum, "inbox");
 	shape.slots = palloc(sizeof(TupleTableSlot *) * INBOX_BATCH);
 	for (int i = 0; i < INBOX_BATCH; i++)
@@ -173,6 +175,7 @@ fill(TupleTableSlot *slot, QueueRow *r, TimestampTz now)
 	SET(IN_SERVER_OID, ObjectIdGetDatum(r->server_oid));
 	SET(IN_SERVICE, name_datum(r->service));
 	SET(IN_KEY_FIELD, name_datum(r->key_field));
+	SET(IN_KIND, name_datum(r->kind ? r->kind : "upsert"));
 #undef SET
 	ExecStoreVirtualTuple(slot);
 	return id;
@@ -304,6 +307,7 @@ inbox_drain(InboxBatchFunc func, void *arg)
 																 &isnull));
 			item->row.service = text_of(locked, IN_SERVICE);
 			item->row.key_field = text_of(locked, IN_KEY_FIELD);
+			item->row.kind = text_of(locked, IN_KIND);
 			if (item->row.payload)
 				bytes += strlen(item->row.payload);
 			MemoryContextSwitchTo(old);

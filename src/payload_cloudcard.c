@@ -61,6 +61,7 @@ static const CloudcardField cloudcard_fields[] = {
 #define CLOUDCARD_KEY_MAX_CHARS 255
 #define FIELD_EMAIL 0
 #define FIELD_IDENTIFIER 1
+#define FIELD_ENABLED 4
 
 /* A custom field fed by one column (mapping {"customFields": {...}}). */
 typedef struct CustomColumn
@@ -583,6 +584,10 @@ cloudcard_build(PayloadPlan *base, RowValues *row, Payload *out)
 				return;
 			}
 	}
+
+	/* a DELETE disables the person (on_delete): every other body enables */
+	if (target->on_delete_disable && bools[FIELD_ENABLED] < 0)
+		bools[FIELD_ENABLED] = 1;
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');

@@ -108,6 +108,7 @@ queue_buffer_add(QueueRow *row)
 	b->server_oid = row->server_oid;
 	b->service = row->service;	/* constants */
 	b->key_field = row->key_field;
+	b->kind = row->kind;		/* a constant */
 	b->enqueued_by = copy(row->enqueued_by);
 	b->person_key = copy(row->person_key);
 	b->payload = copy(row->payload);

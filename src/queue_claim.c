@@ -149,6 +149,7 @@ claim_person(QueueStore *store, Oid server_oid, Snapshot snapshot, PersonItems *
 	ClaimedItem *claimed;
 	bool		isnull;
 	uint32		lock_key;
+	char	   *kind;
 
 	for (int i = 0; i < p->n; i++)
 	{
@@ -181,6 +182,8 @@ claim_person(QueueStore *store, Oid server_oid, Snapshot snapshot, PersonItems *
 	claimed->enqueued_by = slot_text(store, store->probe, COL_ENQUEUED_BY);
 	claimed->service = slot_text(store, store->probe, COL_SERVICE);
 	claimed->key_field = slot_text(store, store->probe, COL_KEY_FIELD);
+	kind = slot_text(store, store->probe, COL_KIND);
+	claimed->disable = kind != NULL && strcmp(kind, "disable") == 0;
 	claimed->attempts = DatumGetInt32(slot_getattr(store->probe, store->attnum[COL_ATTEMPTS],
 												   &isnull));
 	claimed->superseded_tids = palloc(sizeof(ItemPointerData) * p->n);

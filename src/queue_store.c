@@ -53,7 +53,7 @@
 static const char *const queue_column_names[N_QUEUE_COLUMNS] = {
 	"id", "server", "person_key", "state", "payload", "enqueued_by", "attempts",
 	"next_attempt_at", "last_http_status", "last_error", "remote_id",
-	"enqueued_at", "delivered_at", "server_oid", "service", "key_field"
+	"enqueued_at", "delivered_at", "server_oid", "service", "key_field", "kind"
 };
 
 /* What the backend keeps of the queue between uses. */
@@ -194,7 +194,8 @@ build_shape(Relation rel)
 
 	shape.rel_oid = RelationGetRelid(rel);
 	shape.key_index_oid = queue_relation_oid("queue_items_key");
-	shape.desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	/* with its constraints: a column added by an upgrade reads its default */
+	shape.desc = CreateTupleDescCopyConstr(RelationGetDescr(rel));
 	find_columns(shape.desc, queue_column_names, N_QUEUE_COLUMNS, shape.attnum,
 				 "queue_items");
 
@@ -412,7 +413,8 @@ fill_new_item(QueueStore *store, TupleTableSlot *slot, QueueRow *r, TimestampTz 
 	SET(COL_ID, Int64GetDatum(r->id));
 	SET_TEXT(COL_SERVER, r->server);
 	SET_TEXT(COL_PERSON_KEY, r->person_key);
-	SET(COL_STATE, CStringGetTextDatum(r->payload ? "pending" : "invalid"));
+	SET(COL_STATE, CStringGetTextDatum(r->payload == NULL ? "invalid" :
+									   r->held ? "held" : "pending"));
 	SET_TEXT(COL_PAYLOAD, r->payload);
 	SET_TEXT(COL_ENQUEUED_BY, r->enqueued_by);
 	SET(COL_ATTEMPTS, Int32GetDatum(0));
@@ -422,6 +424,7 @@ fill_new_item(QueueStore *store, TupleTableSlot *slot, QueueRow *r, TimestampTz 
 	SET(COL_SERVER_OID, ObjectIdGetDatum(r->server_oid));
 	SET_TEXT(COL_SERVICE, r->service);
 	SET_TEXT(COL_KEY_FIELD, r->key_field);
+	SET_TEXT(COL_KIND, r->kind ? r->kind : "upsert");
 #undef SET
 #undef SET_TEXT
 	ExecStoreVirtualTuple(slot);

@@ -41,6 +41,7 @@ typedef enum QueueColumn
 	COL_SERVER_OID,
 	COL_SERVICE,
 	COL_KEY_FIELD,
+	COL_KIND,
 	N_QUEUE_COLUMNS
 } QueueColumn;
 
@@ -82,6 +83,8 @@ typedef struct QueueRow
 	const char *payload;
 	const char *error;
 	TimestampTz enqueued_at;	/* read from the inbox; appends use the transaction's start */
+	const char *kind;			/* "upsert" (NULL too) or "disable" */
+	bool		held;			/* a disable past max_disables_per_hour */
 	/* skip_unchanged: not queued if the target has this body (sync_state.c) */
 	bool		check_unchanged;
 	uint8		body_hash[PG_SHA256_DIGEST_LENGTH];
@@ -114,6 +117,7 @@ typedef struct ClaimedItem
 	char	   *enqueued_by;
 	char	   *service;		/* what it was built for */
 	char	   *key_field;
+	bool		disable;		/* kind 'disable' */
 	int			attempts;
 	/* the person's older items, which this one supersedes (locked too) */
 	int			nsuperseded;

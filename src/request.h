@@ -23,7 +23,8 @@ typedef enum JobKind
 {
 	JOB_PUSH,					/* create or update the person */
 	JOB_LOGIN_LINK,				/* the push, then the person's login link */
-	JOB_LOOKUP					/* the service's read: a person, a list */
+	JOB_LOOKUP,					/* the service's read: a person, a list */
+	JOB_DISABLE					/* the person is disabled (service->disable_body) */
 } JobKind;
 
 typedef enum JobOutcome

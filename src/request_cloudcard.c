@@ -210,7 +210,8 @@ payload_email(const char *payload)
 static bool
 deprecated_step(SyncJob *job)
 {
-	return (cloudcard_options(job->target)->api_people && job->kind != JOB_LOOKUP) ||
+	return (cloudcard_options(job->target)->api_people &&
+			(job->kind == JOB_PUSH || job->kind == JOB_LOGIN_LINK)) ||
 		job->step == STEP_DEPRECATED_LINK;
 }
 
@@ -253,6 +254,15 @@ request_for_step(SyncJob *job, JobRequest *req)
 		req->method = "GET";
 		req->url = psprintf("%s/person/%s?findBy=%s", base, path_key(job->person_key),
 							find_by(job));
+		return;
+	}
+	if (job->kind == JOB_DISABLE)
+	{
+		/* the person API, whatever api says: its roles are left as they are */
+		req->method = "PUT";
+		req->url = psprintf("%s/person/%s?findBy=%s&updateRoles=false", base,
+							path_key(job->person_key), find_by(job));
+		req->body = pstrdup(job->payload);
 		return;
 	}
 	switch (job->step)
@@ -344,9 +354,9 @@ succeeded(SyncJob *job, ResponseInfo *info)
 		return;
 	}
 	/* a push's answer is not needed: success even when cut (no remote_id) */
-	if (job->kind == JOB_PUSH)
+	if (job->kind == JOB_PUSH || job->kind == JOB_DISABLE)
 		job->remote_id = info->id;
-	if (job->response_cut && job->kind != JOB_PUSH)
+	if (job->response_cut && job->kind != JOB_PUSH && job->kind != JOB_DISABLE)
 		job_finish(job, JOB_PERMANENT,
 				   psprintf("the answer (HTTP %d)%s was larger than %d bytes and was cut",
 							job->http_status, step_name(job), HTTP_MAX_RESPONSE));
@@ -398,8 +408,8 @@ cloudcard_judge(SyncJob *job, ResponseInfo *info, const char *location)
 
 	if (status >= 200 && status < 300)
 		succeeded(job, info);
-	else if (status == 404 && job->kind == JOB_LOOKUP)
-		job_finish(job, JOB_OK, NULL);	/* no such person */
+	else if (status == 404 && (job->kind == JOB_LOOKUP || job->kind == JOB_DISABLE))
+		job_finish(job, JOB_OK, NULL);	/* no such person: nothing to disable either */
 	else if ((status == 403 || status == 404) && deprecated_step(job))
 		deprecated_refused(job);
 	else if (status == 404 && job->step == STEP_FIRST)

@@ -92,6 +92,14 @@ typedef struct ServiceDescriptor
 	bool		(*takes_object) (const char *field);
 	const char *object_example; /* for hints: "{\"Class Year\": \"class_year\"}" */
 	PayloadPlan *(*plan_create) (SyncTarget *target, TupleDesc desc, List *mapping);
+
+	/*
+	 * Deprovisioning (server option on_delete 'disable'): the body of a
+	 * disable, which prepare sends for a JOB_DISABLE; NULL when the service
+	 * cannot disable anyone, and cannot_disable says why (a DETAIL).
+	 */
+	const char *disable_body;
+	const char *cannot_disable;
 	void		(*build) (PayloadPlan *plan, RowValues *row, Payload *out);
 	int		   *(*source_columns) (PayloadPlan *plan, int *n);
 

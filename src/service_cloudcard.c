@@ -214,6 +214,7 @@ const ServiceDescriptor cloudcard_service = {
 	.secret_example = CLOUDCARD_PAT_OPTION,
 
 	.key_field = cloudcard_key_field,
+	.disable_body = "{\"enabled\": false}",
 	.example_field = "identifier",
 	.is_field = cloudcard_is_field,
 	.takes_object = cloudcard_takes_object,

@@ -131,6 +131,7 @@ const ServiceDescriptor opscom_service = {
 	.secret_example = "api_token",
 
 	.key_field = opscom_key_field,
+	.cannot_disable = "OPS-COM's Push API creates or updates a user; OPS-COM documents no way to disable or delete one.",
 	.example_field = "unique_id",
 	.is_field = opscom_is_field,
 	.plan_create = opscom_plan_create,

@@ -373,6 +373,7 @@ const ServiceDescriptor webhook_service = {
 	.secret_example = "signing_secret",
 
 	.key_field = webhook_key_field,
+	.cannot_disable = "A webhook receives the rows written; it is sent nothing for a DELETE.",
 	.example_field = "id",
 	.is_field = webhook_is_field,
 	.plan_create = webhook_plan_create,

@@ -225,7 +225,7 @@ key_set_add(HTAB *set, Oid server_oid, const char *person_key)
 	(void) hash_search(set, key, HASH_ENTER, NULL);
 }
 
-/* Does an item of the person wait in queue_items (pending, retrying, invalid)? */
+/* Does an item of the person wait in queue_items (pending, retrying, invalid, held)? */
 static bool
 waits_in_queue(Relation queue, Oid key_index, Snapshot snapshot, AttrNumber *att,
 			   Oid server_oid, const char *person_key)
@@ -245,7 +245,7 @@ waits_in_queue(Relation queue, Oid key_index, Snapshot snapshot, AttrNumber *att
 															 &isnull));
 
 		waits = strcmp(state, "pending") == 0 || strcmp(state, "retrying") == 0 ||
-			strcmp(state, "invalid") == 0;
+			strcmp(state, "invalid") == 0 || strcmp(state, "held") == 0;
 	}
 	systable_endscan(scan);
 	return waits;

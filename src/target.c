@@ -54,6 +54,8 @@ static const OptionDef server_options[] = {
 	{"required_fields", OPT_FIELDS, 0, 0, NULL, true},
 	{"max_rate", OPT_INT, 1, 100000, NULL, false},
 	{"skip_unchanged", OPT_BOOL, 0, 0, NULL, true},
+	{"on_delete", OPT_CHOICE, 0, 0, "ignore|disable", false},
+	{"max_disables_per_hour", OPT_INT, 0, 1000000, NULL, false},
 	{NULL}
 };
 
@@ -88,11 +90,19 @@ find_server_option(const ServiceDescriptor *service, const char *name)
 	return def;
 }
 
+/* The options of deprovisioning, which a service that cannot disable refuses. */
+static bool
+is_disable_option(const char *name)
+{
+	return strcmp(name, "on_delete") == 0 || strcmp(name, "max_disables_per_hour") == 0;
+}
+
 static void
-append_option_names(StringInfo buf, const OptionDef *defs)
+append_option_names(StringInfo buf, const OptionDef *defs, const ServiceDescriptor *service)
 {
 	for (; defs && defs->name; defs++)
-		appendStringInfo(buf, "%s%s", buf->len ? ", " : "", defs->name);
+		if (!(service && service->disable_body == NULL && is_disable_option(defs->name)))
+			appendStringInfo(buf, "%s%s", buf->len ? ", " : "", defs->name);
 }
 
 /* Every option service takes; every option of any service when NULL. */
@@ -102,12 +112,12 @@ valid_server_option_names(const ServiceDescriptor *service)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	append_option_names(&buf, server_options);
+	append_option_names(&buf, server_options, service);
 	if (service != NULL)
-		append_option_names(&buf, service->options);
+		append_option_names(&buf, service->options, service);
 	else
 		for (int i = 0; i < service_count(); i++)
-			append_option_names(&buf, service_at(i)->options);
+			append_option_names(&buf, service_at(i)->options, service_at(i));
 	return buf.data;
 }
 
@@ -358,6 +368,10 @@ apply_option(SyncTarget *target, const OptionDef *def, const char *value,
 		target->verify_tls = parse_bool_option(def, value, where);
 	else if (strcmp(name, "skip_unchanged") == 0)
 		target->skip_unchanged = parse_bool_option(def, value, where);
+	else if (strcmp(name, "on_delete") == 0)
+		target->on_delete_disable = (strcmp(value, "disable") == 0);
+	else if (strcmp(name, "max_disables_per_hour") == 0)
+		target->max_disables_per_hour = parse_int_option(def, value, where);
 	else if (strcmp(name, "on_invalid") == 0)
 		target->on_invalid_error = (strcmp(value, "error") == 0);
 	else if (strcmp(name, "required_fields") == 0)
@@ -430,6 +444,13 @@ validate_server_options(List *options)
 		check_option_value(def, defGetString(d), service, "server option");
 		if (strcmp(d->defname, "url") == 0)
 			have_url = true;
+		if (is_disable_option(d->defname) && service->disable_body == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("server option \"%s\" cannot be set on a %s server", d->defname,
+							service->name),
+					 errdetail("%s", service->cannot_disable),
+					 errhint("Remove the option; a DELETE on the person table sends nothing to this server.")));
 	}
 
 	if (!have_url)
@@ -539,6 +560,7 @@ target_defaults(SyncTarget *t)
 	t->retry_max_delay_s = 600;
 	t->verify_tls = true;
 	t->skip_unchanged = true;
+	t->max_disables_per_hour = 100; /* as campus_sync.admit_disables() says */
 }
 
 static SyncTarget *

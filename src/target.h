@@ -32,6 +32,8 @@ struct SyncTarget
 	bool		verify_tls;
 	bool		on_invalid_error;	/* on_invalid 'error' */
 	bool		skip_unchanged; /* send no body the target has (sync_state.c) */
+	bool		on_delete_disable;	/* on_delete 'disable' */
+	int			max_disables_per_hour;
 	List	   *required_fields;	/* extra required API fields (char *) */
 	void	   *options;		/* the service's own (service->options_size) */
 };

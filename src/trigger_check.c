@@ -46,13 +46,21 @@ check_one(Trigger *tg, Relation rel)
 	PayloadPlan *payload;
 
 	if (!TRIGGER_FOR_AFTER(tg->tgtype) || !TRIGGER_FOR_ROW(tg->tgtype) ||
-		!(TRIGGER_FOR_INSERT(tg->tgtype) || TRIGGER_FOR_UPDATE(tg->tgtype)))
+		!(TRIGGER_FOR_INSERT(tg->tgtype) || TRIGGER_FOR_UPDATE(tg->tgtype) ||
+		  TRIGGER_FOR_DELETE(tg->tgtype)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger \"%s\" on \"%s\" must fire AFTER INSERT OR UPDATE ... FOR EACH ROW",
+				 errmsg("trigger \"%s\" on \"%s\" must fire AFTER INSERT OR UPDATE [OR DELETE] ... FOR EACH ROW",
 						tg->tgname, RelationGetRelationName(rel)),
-				 errhint("CREATE TRIGGER ... AFTER INSERT OR UPDATE ON ... FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('opscom');")));
+				 errhint("CREATE TRIGGER ... AFTER INSERT OR UPDATE OR DELETE ON ... FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('cloudcard'); a TRUNCATE queues nothing.")));
 	trigger_target_and_payload(tg, rel, &target, &payload);
+	if (TRIGGER_FOR_DELETE(tg->tgtype) && target->service->disable_body == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("trigger \"%s\" on \"%s\" fires on DELETE, but server \"%s\" cannot disable anyone",
+						tg->tgname, RelationGetRelationName(rel), target->server_name),
+				 errdetail("%s", target->service->cannot_disable),
+				 errhint("Create the trigger AFTER INSERT OR UPDATE only.")));
 }
 
 /*

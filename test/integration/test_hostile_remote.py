@@ -114,7 +114,7 @@ class HostileRemoteTest(unittest.TestCase):
                    ("cloudcard_s", "cloudcard", "", "auth_token", H_STATIC)]
         for name, service, extra, option, secret in servers:
             query(conn, f"CREATE SERVER {name} FOREIGN DATA WRAPPER campus_sync "
-                        f"OPTIONS (service '{service}', url %s{extra})", (MOCK_API,))
+                        f"OPTIONS (service '{service}', url %s{extra}, skip_unchanged 'false')", (MOCK_API,))
             query(conn, f"CREATE USER MAPPING FOR PUBLIC SERVER {name} "
                         f"OPTIONS ({option} %s)", (secret,))
         conn.close()
