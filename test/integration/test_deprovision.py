@@ -123,6 +123,16 @@ class DeprovisionTest(unittest.TestCase):
         self.assertEqual([(m, p) for m, p, q, b in cc_requests()], [("PUT", "/person/GHOST")])
         self.assertIsNone(remote("GHOST"))
 
+    def test_a_deleted_row_without_a_sendable_key_disables_no_one_and_says_so(self):
+        query(self.conn, "ALTER TABLE people DISABLE TRIGGER people_cloudcard; "
+                         "INSERT INTO people VALUES ('..', 'dots@campus.edu', NULL); "
+                         "ALTER TABLE people ENABLE TRIGGER people_cloudcard")
+        query(self.conn, "DELETE FROM people")
+        self.assertEqual(scalar(self.conn, "SELECT count(*) FROM campus_sync.queue"), 0)
+        [warning] = [n for n in self.conn.notices if "no one is disabled" in n]
+        self.assertIn('the deleted row has no person key for server "cloudcard": no one is disabled', warning)
+        self.assertIn('cannot be ".." as the person\'s key in the URL path', warning)
+
     def test_on_delete_ignore_and_truncate_disable_no_one(self):
         self.add(3)
         self.assertEqual(deliver(self.conn), (3, 0, 0))
