@@ -156,7 +156,18 @@ INSERT INTO cs_priv_actions VALUES
   (31, 'payload(), push()', $q$SELECT (campus_sync.payload(p, server => 'cs_priv_opscom') ->> 'unique_id') || ' ' ||
                                       CASE WHEN r.ok THEN 'sent' ELSE r.error END
       FROM (VALUES ('P1', 'Ada', 'Lee', 'p1@campus.edu')) p(unique_id, first_name, last_name, email),
-           LATERAL campus_sync.push(p, server => 'cs_priv_opscom') r$q$, NULL);
+           LATERAL campus_sync.push(p, server => 'cs_priv_opscom') r$q$, NULL),
+  (32, 'cloudcard_diff', $q$SELECT count(d.*) || ' differences'
+      FROM (VALUES ('C1', 'c1@campus.edu')) c(identifier, email),
+           LATERAL campus_sync.cloudcard_diff(c, server => 'cs_priv_cloudcard') d$q$, NULL),
+  (33, 'cloudcard_drift', $q$SELECT count(*) || ' differences'
+      FROM campus_sync.cloudcard_drift($$SELECT 'C1' AS identifier, 'c1@campus.edu' AS email$$,
+                                       server => 'cs_priv_cloudcard')$q$, NULL),
+  -- (the query runs with the caller's privileges: the ETL role may not read the table)
+  (34, 'cloudcard_drift of the person table',
+      $q$SELECT string_agg(person_key || ' ' || field, ', ')
+      FROM campus_sync.cloudcard_drift('SELECT unique_id AS identifier, email FROM cs_priv_people',
+                                       server => 'cs_priv_cloudcard')$q$, NULL);
 
 CREATE TEMP TABLE cs_priv_matrix (role_ord int, action_ord int, result text);
 -- role after role, action after action: the order the mock sees is fixed
