@@ -47,6 +47,7 @@ extern PayloadError *cloudcard_key_error(bool find_by_email, const char *key,
 extern PayloadError *cloudcard_custom_name_error(const char *name,
 												 const char *hint);
 extern int *cloudcard_source_columns(PayloadPlan *plan, int *n);
+extern const char *cloudcard_role_at(int i);
 
 /* request_cloudcard.c */
 extern bool cloudcard_prepare(SyncJob *job, JobRequest *req);

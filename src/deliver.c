@@ -878,6 +878,28 @@ wait_ms(DeliverRun *run)
 	return (int) Max(1, Min(POLL_MS, us / 1000 + 1));
 }
 
+/*
+ * Is the finished transfer's owner one of this run's items in flight?  A
+ * transfer of someone else's may be finished too: a set-returning
+ * look-up (row_lookup.c) keeps its own in flight while the caller's query
+ * runs, and that query may call deliver().  Its owner sees it done.
+ */
+static bool
+run_owns(DeliverRun *run, void *owner)
+{
+	ListCell   *lc;
+
+	foreach(lc, run->servers)
+	{
+		dlist_iter	iter;
+
+		dlist_foreach(iter, &((ServerRun *) lfirst(lc))->flying)
+			if ((void *) dlist_container(DeliverItem, node, iter.cur) == owner)
+				return true;
+	}
+	return false;
+}
+
 static void
 run_loop(DeliverRun *run, bool report)
 {
@@ -913,6 +935,8 @@ run_loop(DeliverRun *run, bool report)
 		{
 			DeliverItem *item = (DeliverItem *) t->owner;
 
+			if (!run_owns(run, t->owner))
+				continue;
 			MemoryContextSwitchTo(item->mcxt);
 			job_step(&item->job);
 			MemoryContextSwitchTo(loop_cxt);

@@ -186,6 +186,21 @@ cloudcard_key_error(bool find_by_email, const char *key, SourceColumn *col)
 								  find_by_email ? "identifier" : "email"));
 }
 
+/*
+ * cloudcard_role_at
+ *		The i-th ROLE_* flag a body may send, in the body's order; NULL past
+ *		the last.  (cloudcard_diff compares the roles a body leaves out when
+ *		the server's update_roles makes the update remove them.)
+ */
+const char *
+cloudcard_role_at(int i)
+{
+	for (int f = 0; f < N_CLOUDCARD_FIELDS; f++)
+		if (strncmp(cloudcard_fields[f].name, "ROLE_", 5) == 0 && i-- == 0)
+			return cloudcard_fields[f].name;
+	return NULL;
+}
+
 bool
 cloudcard_is_field(const char *name)
 {

@@ -252,8 +252,9 @@ class DeprovisionTest(unittest.TestCase):
             query(self.conn, "ALTER SERVER cloudcard OPTIONS (SET on_delete 'remove')")
 
     def test_release_and_discard_are_not_for_public(self):
-        query(self.conn, "DROP ROLE IF EXISTS clerk; CREATE ROLE clerk")
-        query(self.conn, "SET ROLE clerk")
+        query(self.conn, "CREATE ROLE cs_deprovision_clerk")
+        self.addCleanup(query, self.conn, "DROP ROLE cs_deprovision_clerk")
+        query(self.conn, "SET ROLE cs_deprovision_clerk")
         try:
             for fn in ("release_held", "discard_held"):
                 with self.assertRaises(psycopg2.errors.InsufficientPrivilege):

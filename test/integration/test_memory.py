@@ -314,10 +314,10 @@ class MemoryTest(unittest.TestCase):
         self.assertEqual(pushed()[-1], ("P1", "Ada"))
 
     def test_a_writer_without_privileges_gets_the_skips_and_cannot_read_or_forget(self):
-        query(self.conn, "DROP ROLE IF EXISTS loader; CREATE ROLE loader; "
-                         "GRANT SELECT, INSERT, UPDATE ON people TO loader")
+        query(self.conn, "CREATE ROLE cs_memory_loader; GRANT SELECT, INSERT, UPDATE ON people TO cs_memory_loader")
+        self.addCleanup(query, self.conn, "DROP OWNED BY cs_memory_loader; DROP ROLE cs_memory_loader")
         self.deliver_one("Ada")
-        query(self.conn, "SET ROLE loader")
+        query(self.conn, "SET ROLE cs_memory_loader")
         try:
             query(self.conn, "UPDATE people SET first_name = 'Ada'")       # nothing changed
             query(self.conn, "UPDATE people SET first_name = 'Bea'")

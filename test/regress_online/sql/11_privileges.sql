@@ -24,7 +24,7 @@ CREATE ROLE cs_priv_owner;      -- owns the person table, has USAGE on the serve
 CREATE ROLE cs_priv_writer;     -- a Banner loader: INSERT/UPDATE on the person table only
 CREATE ROLE cs_priv_etl;        -- USAGE on the servers, deliver(), deliver_batches()
 CREATE ROLE cs_priv_monitor;    -- SELECT on the two views only
-CREATE ROLE cs_priv_admin_ops;  -- retry(), retry_failed(), purge(), pause(), resume()
+CREATE ROLE cs_priv_admin_ops;  -- retry(), retry_failed(), purge(), pause(), resume(), forget(), release_held(), discard_held()
 CREATE ROLE cs_priv_nobody;     -- no grant at all
 
 -- The person table, its owner, and its sync trigger.
@@ -42,7 +42,8 @@ GRANT EXECUTE ON PROCEDURE campus_sync.deliver_batches(name, double precision, i
 GRANT SELECT ON campus_sync.queue, campus_sync.status, campus_sync.worker TO cs_priv_monitor;
 GRANT EXECUTE ON FUNCTION campus_sync.retry(bigint), campus_sync.retry_failed(name),
                           campus_sync.purge(interval), campus_sync.pause(name, text),
-                          campus_sync.resume(name) TO cs_priv_admin_ops;
+                          campus_sync.resume(name), campus_sync.forget(name, text),
+                          campus_sync.release_held(name), campus_sync.discard_held(name) TO cs_priv_admin_ops;
 -- the ETL role has a user mapping of its own (the same secret): its owner may read it
 CREATE USER MAPPING FOR cs_priv_etl SERVER cs_priv_opscom OPTIONS (api_token 'opscom-test-token-0123456789');
 
@@ -156,7 +157,22 @@ INSERT INTO cs_priv_actions VALUES
   (31, 'payload(), push()', $q$SELECT (campus_sync.payload(p, server => 'cs_priv_opscom') ->> 'unique_id') || ' ' ||
                                       CASE WHEN r.ok THEN 'sent' ELSE r.error END
       FROM (VALUES ('P1', 'Ada', 'Lee', 'p1@campus.edu')) p(unique_id, first_name, last_name, email),
-           LATERAL campus_sync.push(p, server => 'cs_priv_opscom') r$q$, NULL);
+           LATERAL campus_sync.push(p, server => 'cs_priv_opscom') r$q$, NULL),
+  (32, 'cloudcard_diff', $q$SELECT count(d.*) || ' differences'
+      FROM (VALUES ('C1', 'c1@campus.edu')) c(identifier, email),
+           LATERAL campus_sync.cloudcard_diff(c, server => 'cs_priv_cloudcard') d$q$, NULL),
+  (33, 'cloudcard_drift', $q$SELECT count(*) || ' differences'
+      FROM campus_sync.cloudcard_drift($$SELECT 'C1' AS identifier, 'c1@campus.edu' AS email$$,
+                                       server => 'cs_priv_cloudcard')$q$, NULL),
+  -- (the query runs with the caller's privileges: the ETL role may not read the table)
+  (34, 'cloudcard_drift of the person table',
+      $q$SELECT string_agg(person_key || ' ' || field, ', ')
+      FROM campus_sync.cloudcard_drift('SELECT unique_id AS identifier, email FROM cs_priv_people',
+                                       server => 'cs_priv_cloudcard')$q$, NULL),
+  (35, 'forget()', $q$SELECT format('forgot %s', campus_sync.forget('cs_priv_opscom'))$q$, NULL),
+  (36, 'release_held(), discard_held()', $q$SELECT format('released %s, discarded %s',
+                                                  campus_sync.release_held('cs_priv_cloudcard'),
+                                                  campus_sync.discard_held('cs_priv_cloudcard'))$q$, NULL);
 
 CREATE TEMP TABLE cs_priv_matrix (role_ord int, action_ord int, result text);
 -- role after role, action after action: the order the mock sees is fixed
