@@ -20,7 +20,7 @@ PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -DEXTVERSION=\"$(EXTVERSION)\" -isystem $(shell $(PG_CONFIG) --includedir-server) \
 	$(shell pkg-config --cflags libcurl libcjson)
 PG_CFLAGS = -Wall -Wextra $(EXTRA_CFLAGS)
-SHLIB_LINK = $(shell pkg-config --libs libcurl libcjson)
+SHLIB_LINK = $(shell pkg-config --libs libcurl libcjson libcrypto)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

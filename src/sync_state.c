@@ -24,6 +24,8 @@
  */
 #include "postgres.h"
 
+#include <openssl/evp.h>
+
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -35,7 +37,6 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation_d.h"
 #include "catalog/pg_type.h"
-#include "common/cryptohash.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -48,6 +49,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "sync_state.h"
 
 /* Deliveries written to the memory at once past this many. */
@@ -69,18 +71,25 @@ struct DeliveredBatch
 	bool	   *remote_id_nulls;
 };
 
-/* SHA-256 of the URL and the body: a move to another URL sends anew. */
+/*
+ * SHA-256 of the URL and the body: a move to another URL sends anew.
+ * OpenSSL's, with one context for the backend's life: PostgreSQL's
+ * pg_cryptohash makes and frees one per call, which cost a sync trigger
+ * 3.5 us a row.
+ */
 void
 body_hash(SyncTarget *target, const char *body, uint8 *hash)
 {
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	static EVP_MD_CTX *ctx = NULL;
+	unsigned int len;
 
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) target->url, strlen(target->url) + 1) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) body, strlen(body)) < 0 ||
-		pg_cryptohash_final(ctx, hash, BODY_HASH_LEN) < 0)
-		elog(ERROR, "could not compute a SHA-256 hash: %s", pg_cryptohash_error(ctx));
-	pg_cryptohash_free(ctx);
+	if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+		EVP_DigestUpdate(ctx, target->url, strlen(target->url) + 1) != 1 ||
+		EVP_DigestUpdate(ctx, body, strlen(body)) != 1 ||
+		EVP_DigestFinal_ex(ctx, hash, &len) != 1 || len != BODY_HASH_LEN)
+		elog(ERROR, "could not compute a SHA-256 hash of a body");
 }
 
 /* A campus_sync relation, or InvalidOid before ALTER EXTENSION UPDATE to 0.6. */
@@ -100,69 +109,98 @@ snapshot_of_now(void)
 	return RegisterSnapshot(GetLatestSnapshot());
 }
 
-static void
-key_scan_keys(ScanKey keys, AttrNumber server_att, AttrNumber key_att,
-			  Oid server_oid, const char *person_key)
+/*
+ * One index of (server_oid, person_key) -- sync_state's primary key, the
+ * queue's queue_items_key -- opened once and asked person after person
+ * (a rescan each: a scan begun and ended per person cost several times
+ * as much).
+ */
+typedef struct KeyProbe
 {
-	ScanKeyInit(&keys[0], server_att, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(server_oid));
-	ScanKeyEntryInitialize(&keys[1], 0, key_att, BTEqualStrategyNumber, InvalidOid,
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+} KeyProbe;
+
+static void
+probe_open(KeyProbe *p, const char *relname, const char *indexname, Snapshot snapshot)
+{
+	p->rel = table_open(relation_if_any(relname), AccessShareLock);
+	p->index = index_open(relation_if_any(indexname), AccessShareLock);
+	p->scan = cs_index_beginscan(p->rel, p->index, snapshot, 2);
+	p->slot = table_slot_create(p->rel, NULL);
+}
+
+/* The person's first tuple (visible to the snapshot), or NULL; then probe_next. */
+static TupleTableSlot *
+probe_first(KeyProbe *p, Oid server_oid, const char *person_key)
+{
+	ScanKeyData keys[2];
+
+	/* the index's own column numbers: (server_oid, person_key) */
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(server_oid));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
 						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(person_key));
+	index_rescan(p->scan, keys, 2, NULL, 0);
+	return index_getnext_slot(p->scan, ForwardScanDirection, p->slot) ? p->slot : NULL;
+}
+
+static TupleTableSlot *
+probe_next(KeyProbe *p)
+{
+	return index_getnext_slot(p->scan, ForwardScanDirection, p->slot) ? p->slot : NULL;
+}
+
+static void
+probe_close(KeyProbe *p)
+{
+	index_endscan(p->scan);
+	ExecDropSingleTupleTableSlot(p->slot);
+	index_close(p->index, AccessShareLock);
+	table_close(p->rel, AccessShareLock);
 }
 
 /* sync_state's columns, in its CREATE TABLE's order (0.6) */
-#define SS_SERVER_OID 1
-#define SS_PERSON_KEY 2
 #define SS_BODY_HASH 3
 #define SS_REMOTE_ID 4
 #define SS_DELIVERED_AT 5
 
 static bool
-find_in(Relation rel, Oid index, Snapshot snapshot, Oid server_oid,
-		const char *person_key, DeliveredState *state)
+find_in(KeyProbe *memory, Oid server_oid, const char *person_key, DeliveredState *state)
 {
-	ScanKeyData keys[2];
-	SysScanDesc scan;
-	HeapTuple	tup;
-	bool		found = false;
+	TupleTableSlot *slot = probe_first(memory, server_oid, person_key);
+	bool		isnull;
+	bytea	   *hash;
+	Datum		remote_id;
 
-	key_scan_keys(keys, SS_SERVER_OID, SS_PERSON_KEY, server_oid, person_key);
-	scan = systable_beginscan(rel, index, true, snapshot, 2, keys);
-	if (HeapTupleIsValid(tup = systable_getnext(scan)))
-	{
-		TupleDesc	desc = RelationGetDescr(rel);
-		bool		isnull;
-		bytea	   *hash = DatumGetByteaPP(heap_getattr(tup, SS_BODY_HASH, desc, &isnull));
-		Datum		remote_id = heap_getattr(tup, SS_REMOTE_ID, desc, &isnull);
-
-		found = VARSIZE_ANY_EXHDR(hash) == BODY_HASH_LEN;
-		if (found)
-			memcpy(state->body_hash, VARDATA_ANY(hash), BODY_HASH_LEN);
-		state->remote_id = isnull ? NULL : TextDatumGetCString(remote_id);
-		state->delivered_at = DatumGetTimestampTz(heap_getattr(tup, SS_DELIVERED_AT, desc,
-															  &isnull));
-	}
-	systable_endscan(scan);
-	return found;
+	if (slot == NULL)
+		return false;
+	hash = DatumGetByteaPP(slot_getattr(slot, SS_BODY_HASH, &isnull));
+	if (VARSIZE_ANY_EXHDR(hash) != BODY_HASH_LEN)
+		return false;
+	memcpy(state->body_hash, VARDATA_ANY(hash), BODY_HASH_LEN);
+	remote_id = slot_getattr(slot, SS_REMOTE_ID, &isnull);
+	state->remote_id = isnull ? NULL : TextDatumGetCString(remote_id);
+	state->delivered_at = DatumGetTimestampTz(slot_getattr(slot, SS_DELIVERED_AT, &isnull));
+	return true;
 }
 
 /* What the memory holds of a person now; false when nothing. */
 bool
 delivered_state_find(Oid server_oid, const char *person_key, DeliveredState *state)
 {
-	Oid			relid = relation_if_any("sync_state");
-	Relation	rel;
+	KeyProbe	memory;
 	Snapshot	snapshot;
 	bool		found;
 
-	if (!OidIsValid(relid) || person_key == NULL)
+	if (!OidIsValid(relation_if_any("sync_state")) || person_key == NULL)
 		return false;
-	rel = table_open(relid, AccessShareLock);
 	snapshot = snapshot_of_now();
-	found = find_in(rel, relation_if_any("sync_state_pkey"), snapshot, server_oid,
-					person_key, state);
+	probe_open(&memory, "sync_state", "sync_state_pkey", snapshot);
+	found = find_in(&memory, server_oid, person_key, state);
+	probe_close(&memory);
 	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
 	return found;
 }
 
@@ -227,28 +265,19 @@ key_set_add(HTAB *set, Oid server_oid, const char *person_key)
 
 /* Does an item of the person wait in queue_items (pending, retrying, invalid, held)? */
 static bool
-waits_in_queue(Relation queue, Oid key_index, Snapshot snapshot, AttrNumber *att,
-			   Oid server_oid, const char *person_key)
+waits_in_queue(KeyProbe *queue, AttrNumber state_att, Oid server_oid, const char *person_key)
 {
-	ScanKeyData keys[2];
-	SysScanDesc scan;
-	HeapTuple	tup;
-	bool		waits = false;
-
-	key_scan_keys(keys, att[0], att[1], server_oid, person_key);
-	scan = systable_beginscan(queue, key_index, true, snapshot, 2, keys);
-	while (!waits && HeapTupleIsValid(tup = systable_getnext(scan)))
+	for (TupleTableSlot *slot = probe_first(queue, server_oid, person_key); slot != NULL;
+		 slot = probe_next(queue))
 	{
 		bool		isnull;
-		char	   *state = TextDatumGetCString(heap_getattr(tup, att[2],
-															 RelationGetDescr(queue),
-															 &isnull));
+		char	   *state = TextDatumGetCString(slot_getattr(slot, state_att, &isnull));
 
-		waits = strcmp(state, "pending") == 0 || strcmp(state, "retrying") == 0 ||
-			strcmp(state, "invalid") == 0 || strcmp(state, "held") == 0;
+		if (strcmp(state, "pending") == 0 || strcmp(state, "retrying") == 0 ||
+			strcmp(state, "invalid") == 0 || strcmp(state, "held") == 0)
+			return true;
 	}
-	systable_endscan(scan);
-	return waits;
+	return false;
 }
 
 /* The persons of the set that have an item in the inbox (one pass over it). */
@@ -298,17 +327,16 @@ waiting_in_inbox(HTAB *candidates, Snapshot snapshot)
 int
 queue_rows_drop_unchanged(QueueRow *rows, int n)
 {
-	static const char *const queue_names[] = {"server_oid", "person_key", "state"};
+	static const char *const state_name[] = {"state"};
 	Oid			memory_relid = relation_if_any("sync_state");
-	Oid			memory_index;
 	MemoryContext cxt,
 				old;
-	Relation	memory,
+	KeyProbe	memory,
 				queue;
 	Snapshot	snapshot;
 	bool	   *unchanged;
 	int			ncandidates = 0;
-	AttrNumber	queue_att[3];
+	AttrNumber	state_att;
 	HTAB	   *candidates,
 			   *waiting,
 			   *queued;
@@ -329,42 +357,37 @@ queue_rows_drop_unchanged(QueueRow *rows, int n)
 
 	/* 1. the body is the one last delivered */
 	ncandidates = 0;
-	memory = table_open(memory_relid, AccessShareLock);
-	memory_index = relation_if_any("sync_state_pkey");
+	probe_open(&memory, "sync_state", "sync_state_pkey", snapshot);
 	for (int i = 0; i < n; i++)
 	{
 		DeliveredState state;
 
-		if (rows[i].check_unchanged && rows[i].payload != NULL &&
-			find_in(memory, memory_index, snapshot,
-					rows[i].server_oid, rows[i].person_key, &state) &&
+		if (rows[i].check_unchanged && rows[i].payload != NULL && rows[i].person_key != NULL &&
+			find_in(&memory, rows[i].server_oid, rows[i].person_key, &state) &&
 			memcmp(state.body_hash, rows[i].body_hash, BODY_HASH_LEN) == 0)
 		{
 			unchanged[i] = true;
 			ncandidates++;
 		}
 	}
-	table_close(memory, AccessShareLock);
+	probe_close(&memory);
 
 	/* 2. and nothing of the person waits in the queue */
 	if (ncandidates > 0)
 	{
-		Oid			queue_index = relation_if_any("queue_items_key");
-
-		queue = table_open(relation_if_any("queue_items"), AccessShareLock);
-		find_columns(RelationGetDescr(queue), queue_names, 3, queue_att, "queue_items");
+		probe_open(&queue, "queue_items", "queue_items_key", snapshot);
+		find_columns(RelationGetDescr(queue.rel), state_name, 1, &state_att, "queue_items");
 		candidates = key_set("campus_sync unchanged persons", ncandidates);
 		for (int i = 0; i < n; i++)
 		{
 			if (!unchanged[i])
 				continue;
-			if (waits_in_queue(queue, queue_index, snapshot,
-							   queue_att, rows[i].server_oid, rows[i].person_key))
+			if (waits_in_queue(&queue, state_att, rows[i].server_oid, rows[i].person_key))
 				unchanged[i] = false;
 			else
 				key_set_add(candidates, rows[i].server_oid, rows[i].person_key);
 		}
-		table_close(queue, AccessShareLock);
+		probe_close(&queue);
 
 		/* 3. nor in the inbox, nor earlier among these rows */
 		if (hash_get_num_entries(candidates) > 0)

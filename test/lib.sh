@@ -20,7 +20,7 @@ CS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CS_PG_MAJOR=${CS_PG_MAJOR:-15}
 PG_BIN=/usr/lib/postgresql/15/bin
 SYS_PYTHON=/usr/bin/python3
-CS_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libcjson-dev
+CS_PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libcjson-dev libssl-dev
              pkg-config make gcc curl openssl python3 python3-psycopg2)
 
 # what cs_cleanup stops and removes: only what this script started
