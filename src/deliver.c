@@ -900,6 +900,17 @@ run_owns(DeliverRun *run, void *owner)
 	return false;
 }
 
+static bool
+anything_in_flight(DeliverRun *run)
+{
+	ListCell   *lc;
+
+	foreach(lc, run->servers)
+		if (((ServerRun *) lfirst(lc))->in_flight > 0)
+			return true;
+	return false;
+}
+
 static void
 run_loop(DeliverRun *run, bool report)
 {
@@ -930,7 +941,11 @@ run_loop(DeliverRun *run, bool report)
 		if (!busy)
 			break;
 
-		http_wait(wait_ms(run));
+		/* nothing in flight to wait for: only the pace (else the loop spins) */
+		if (run->pace_at != 0 && !anything_in_flight(run))
+			pace_sleep_until(run->pace_at);
+		else
+			http_wait(wait_ms(run));
 		while ((t = http_next_done()) != NULL)
 		{
 			DeliverItem *item = (DeliverItem *) t->owner;

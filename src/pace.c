@@ -202,6 +202,23 @@ pace_block(SyncTarget *target, double seconds)
 	table_unlock(table);
 }
 
+/*
+ * Sleeps, interruptibly, until at (a second at most: the caller looks
+ * again), or until the latch is set (the worker is woken).
+ */
+void
+pace_sleep_until(TimestampTz at)
+{
+	long		ms = (long) ((at - GetCurrentTimestamp()) / 1000) + 1;
+
+	if (ms <= 0)
+		return;
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 Min(ms, 1000L), cs_wait_event(&pace_wait_event, "CampusSyncPace"));
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
 /* Waits, interruptibly, until a request to the target may start; takes its slot. */
 void
 pace_wait(SyncTarget *target)

@@ -20,5 +20,6 @@ extern bool pace_take(SyncTarget *target, TimestampTz *at);
 extern void pace_take_now(SyncTarget *target);
 extern void pace_block(SyncTarget *target, double seconds);
 extern void pace_wait(SyncTarget *target);
+extern void pace_sleep_until(TimestampTz at);
 
 #endif							/* CAMPUS_SYNC_PACE_H */

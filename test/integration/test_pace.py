@@ -6,6 +6,7 @@ them, only a pace that is not kept can.  Preloaded, the pace is shared by
 every backend (PacePreloadedTest, a cluster of its own); not preloaded it
 is per backend.
 """
+import os
 import threading
 import unittest
 
@@ -29,6 +30,13 @@ def push_times():
 
 def gaps(times):
     return [b - a for a, b in zip(times, times[1:])]
+
+
+def cpu_seconds(pid):
+    """The user and system CPU time a process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fill_people(conn, n, prefix="P"):
@@ -64,6 +72,19 @@ class PaceTest(unittest.TestCase):
         self.assertEqual(len(times), 11)
         self.assertGreaterEqual(min(gaps(times)), 0.1 - MARGIN_S, gaps(times))
         self.assertGreaterEqual(times[-1] - times[0], 1.0 - MARGIN_S)
+
+    def test_deliver_sleeps_while_the_pace_holds_it_back(self):
+        """Regression: with nothing in flight, deliver() waiting for the pace
+        spun on the CPU (1.96 s of CPU for 11 items at max_rate 5)."""
+        self.set_option("max_rate", "5")
+        self.set_option("concurrency", "1")
+        fill_people(self.conn, 11)
+        query(self.conn, "SELECT campus_sync.enqueue('opscom', p) FROM people p")
+        pid = scalar(self.conn, "SELECT pg_backend_pid()")
+        before = cpu_seconds(pid)
+        self.assertEqual(query(self.conn, "SELECT delivered FROM campus_sync.deliver('opscom')"), [(11,)])
+        self.assertGreaterEqual(max(push_times()) - min(push_times()), 2.0 - MARGIN_S)
+        self.assertLess(cpu_seconds(pid) - before, 0.5)
 
     def test_pushes_keep_max_rate(self):
         self.set_option("max_rate", "10")
