@@ -270,7 +270,7 @@ CREATE TABLE campus_sync.sync_state (
   remote_id    text,
   delivered_at timestamptz NOT NULL,
   PRIMARY KEY (server_oid, person_key)
-);
+) WITH (fillfactor = 80);           -- room for HOT updates: a person is delivered again and again
 
 REVOKE ALL ON campus_sync.sync_state FROM PUBLIC;
 -- Not dumped: a restored database gives its servers new OIDs, and a
@@ -305,17 +305,9 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  srv oid;
+  srv oid := campus_sync.server_oid_of(forget.server);
   n bigint;
 BEGIN
-  SELECT s.oid INTO srv FROM pg_catalog.pg_foreign_server s
-  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'campus_sync'
-  WHERE s.srvname = forget.server;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'campus_sync server "%" does not exist', forget.server
-      USING ERRCODE = 'undefined_object',
-            HINT = 'SELECT srvname FROM pg_foreign_server lists the servers.';
-  END IF;
   DELETE FROM campus_sync.sync_state s
   WHERE s.server_oid = srv AND (forget.key IS NULL OR s.person_key = forget.key);
   GET DIAGNOSTICS n = ROW_COUNT;

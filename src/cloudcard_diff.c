@@ -282,23 +282,13 @@ Datum
 campus_sync_cloudcard_diff(PG_FUNCTION_ARGS)
 {
 	DriftOut	out = {0};
-	RowPlan    *plan;
-	TargetSecret *secret;
-	Payload		payload;
 	SyncJob		job;
 
 	InitMaterializedSRF(fcinfo, 0);
 	out.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	if (PG_ARGISNULL(PUSH_ARG_PERSON))
 		return (Datum) 0;
-	plan = push_plan_for_call(fcinfo, &cloudcard_service, false);
-	check_not_paused(plan->target->server_oid, plan->target->server_name);
-	secret = target_secret(plan->target, GetUserId(), false);
-	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(PUSH_ARG_PERSON), &payload);
-	if (payload.error)
-		payload_raise(payload.error);
-
-	job_init(&job, JOB_LOOKUP, plan->target, secret, payload.body, payload.person_key);
+	push_job_for_call(fcinfo, &cloudcard_service, JOB_LOOKUP, &job);
 	job_run(&job);
 	drift_rows(&job, &out);
 	return (Datum) 0;

@@ -237,6 +237,27 @@ campus_sync_push(PG_FUNCTION_ARGS)
 	return push_now(fcinfo, NULL);
 }
 
+/*
+ * The call's row as one job of the given kind (a look-up's, a login
+ * link's): its server must not be paused, the caller needs a user mapping,
+ * an invalid row raises.  The job is initialised, not started.
+ */
+void
+push_job_for_call(FunctionCallInfo fcinfo, const ServiceDescriptor *service, JobKind kind,
+				  SyncJob *job)
+{
+	RowPlan    *plan = push_plan_for_call(fcinfo, service, false);
+	TargetSecret *secret;
+	Payload		payload;
+
+	check_not_paused(plan->target->server_oid, plan->target->server_name);
+	secret = target_secret(plan->target, GetUserId(), false);
+	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(ARG_PERSON), &payload);
+	if (payload.error)
+		payload_raise(payload.error);
+	job_init(job, kind, plan->target, secret, payload.body, payload.person_key);
+}
+
 /* A look-up failed: raise, saying what could not be done and why. */
 void
 push_raise_job_failure(SyncJob *job, const char *what)

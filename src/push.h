@@ -27,6 +27,8 @@ extern RowPlan *push_plan_for_call(FunctionCallInfo fcinfo,
 								   const ServiceDescriptor *service,
 								   bool has_options);
 extern Datum push_preview(FunctionCallInfo fcinfo, const ServiceDescriptor *service);
+extern void push_job_for_call(FunctionCallInfo fcinfo, const ServiceDescriptor *service,
+							  JobKind kind, SyncJob *job);
 extern Datum push_now(FunctionCallInfo fcinfo, const ServiceDescriptor *service);
 extern CS_NORETURN void push_raise_job_failure(SyncJob *job, const char *what);
 

@@ -140,25 +140,15 @@ campus_sync_cloudcard_upsert(PG_FUNCTION_ARGS)
 Datum
 campus_sync_cloudcard_login_link(PG_FUNCTION_ARGS)
 {
-	RowPlan    *plan;
-	TargetSecret *secret;
-	Payload		payload;
 	SyncJob		job;
 
 	if (PG_ARGISNULL(PUSH_ARG_PERSON))
 		PG_RETURN_NULL();
-	plan = push_plan_for_call(fcinfo, &cloudcard_service, false);
-	check_not_paused(plan->target->server_oid, plan->target->server_name);
-	secret = target_secret(plan->target, GetUserId(), false);
-	row_plan_build(plan, PG_GETARG_HEAPTUPLEHEADER(PUSH_ARG_PERSON), &payload);
-	if (payload.error)
-		payload_raise(payload.error);
-
-	job_init(&job, JOB_LOGIN_LINK, plan->target, secret, payload.body, payload.person_key);
+	push_job_for_call(fcinfo, &cloudcard_service, JOB_LOGIN_LINK, &job);
 	job_run(&job);
 	if (job.outcome != JOB_OK)
 		push_raise_job_failure(&job, psprintf("get a CloudCard login link for \"%s\"",
-											  payload.person_key));
+											  job.person_key));
 	PG_RETURN_TEXT_P(cstring_to_text(job.login_link));
 }
 
