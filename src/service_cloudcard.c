@@ -172,6 +172,7 @@ campus_sync_cloudcard_person(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	target = target_load(server_arg(fcinfo, 1), NULL, &cloudcard_service, GetUserId());
+	check_not_paused(target->server_oid, target->server_name);
 	if ((key_error = cloudcard_key_error(cloudcard_options(target)->find_by_email,
 										 key, NULL)) != NULL)
 		payload_raise(key_error);

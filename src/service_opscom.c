@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 
 #include "opscom.h"
+#include "pause.h"
 #include "push.h"
 #include "response.h"
 
@@ -88,10 +89,12 @@ campus_sync_opscom_user_types(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SyncTarget *target = target_load(server_arg(fcinfo, 0), NULL, &opscom_service,
 									 GetUserId());
-	TargetSecret *secret = target_secret(target, GetUserId(), false);
+	TargetSecret *secret;
 	SyncJob		job;
 	ListCell   *lc;
 
+	check_not_paused(target->server_oid, target->server_name);
+	secret = target_secret(target, GetUserId(), false);
 	InitMaterializedSRF(fcinfo, 0);
 	job_init(&job, JOB_LOOKUP, target, secret, NULL, NULL);
 	job_run(&job);

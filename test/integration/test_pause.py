@@ -65,7 +65,20 @@ class PauseTest(unittest.TestCase):
         self.assertEqual(cm.exception.diag.message_primary, 'server "opscom" is paused')
         self.assertRegex(cm.exception.diag.message_detail, r"^Paused since .* by postgres: vendor window 2\.$")
         self.assertIn("campus_sync.resume('opscom')", cm.exception.diag.message_hint)
-        self.assertEqual(pushes(), [])
+        # and so are the look-ups: the vendor is sent nothing at all
+        with self.assertRaises(psycopg2.errors.ObjectNotInPrerequisiteState):
+            query(self.conn, "SELECT * FROM campus_sync.opscom_user_types()")
+        query(self.conn, "SELECT campus_sync.pause('cloudcard')")
+        try:
+            for sql in ("SELECT campus_sync.cloudcard_person('C1')",
+                        "SELECT campus_sync.cloudcard_login_link(c) FROM (SELECT 'C1'::text AS identifier) c",
+                        "SELECT * FROM (SELECT 'C1'::text AS identifier) c, LATERAL campus_sync.cloudcard_diff(c) d"):
+                with self.subTest(sql=sql), self.assertRaises(psycopg2.errors.ObjectNotInPrerequisiteState) as cm:
+                    query(self.conn, sql)
+                self.assertEqual(cm.exception.diag.message_primary, 'server "cloudcard" is paused')
+        finally:
+            query(self.conn, "SELECT campus_sync.resume('cloudcard')")
+        self.assertEqual(mock("requests"), [])
 
         # another server is not paused
         self.assertEqual(query(self.conn, "SELECT r.ok FROM (SELECT 'C1'::text AS identifier) c, "
