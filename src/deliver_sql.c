@@ -178,7 +178,8 @@ report_totals(List *counts)
 	ListCell   *lc;
 	int64		delivered = 0,
 				retried = 0,
-				failed = 0;
+				failed = 0,
+				unchanged = 0;
 
 	foreach(lc, counts)
 	{
@@ -187,10 +188,14 @@ report_totals(List *counts)
 		delivered += c->delivered;
 		retried += c->retried;
 		failed += c->failed;
+		unchanged += c->unchanged;
 	}
 	ereport(NOTICE,
 			(errmsg("campus_sync: delivered " INT64_FORMAT ", retried " INT64_FORMAT ", failed " INT64_FORMAT,
-					delivered, retried, failed)));
+					delivered, retried, failed),
+			 unchanged > 0 ?
+			 errdetail("Removed unsent, the target having their body already (skip_unchanged): " INT64_FORMAT ".",
+					   unchanged) : 0));
 }
 
 /*

@@ -68,8 +68,9 @@ queue_row_of(QueueRow *row, SyncTarget *target, const char *enqueued_by, Payload
 static int64
 put_now(QueueRow *row)
 {
-	if (row->check_unchanged && !queue_buffer_holds(row->server_oid, row->person_key) &&
-		queue_rows_drop_unchanged(row, 1) == 0)
+	/* the buffer is looked at only for a body found unchanged */
+	if (row->check_unchanged && queue_rows_drop_unchanged(row, 1) == 0 &&
+		!queue_buffer_holds(row->server_oid, row->person_key))
 		return 0;
 	return inbox_put(row);
 }

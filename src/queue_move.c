@@ -26,9 +26,6 @@
 #include "queue_store.h"
 #include "target.h"
 
-/* as campus_sync.admit_disables()'s callers and target.c say */
-#define DEFAULT_MAX_DISABLES_PER_HOUR 100
-
 static int
 compare_items(const void *a, const void *b)
 {

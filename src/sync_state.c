@@ -187,7 +187,7 @@ find_in(KeyProbe *memory, Oid server_oid, const char *person_key, DeliveredState
 }
 
 /* What the memory holds of a person now; false when nothing. */
-bool
+static bool
 delivered_state_find(Oid server_oid, const char *person_key, DeliveredState *state)
 {
 	KeyProbe	memory;

@@ -560,7 +560,7 @@ target_defaults(SyncTarget *t)
 	t->retry_max_delay_s = 600;
 	t->verify_tls = true;
 	t->skip_unchanged = true;
-	t->max_disables_per_hour = 100; /* as campus_sync.admit_disables() says */
+	t->max_disables_per_hour = DEFAULT_MAX_DISABLES_PER_HOUR;
 }
 
 static SyncTarget *

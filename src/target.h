@@ -16,6 +16,9 @@
 
 #include "service.h"
 
+/* campus_sync.admit_disables() is told the server's, or this */
+#define DEFAULT_MAX_DISABLES_PER_HOUR 100
+
 struct SyncTarget
 {
 	Oid			server_oid;

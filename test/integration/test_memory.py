@@ -197,6 +197,17 @@ class MemoryTest(unittest.TestCase):
         self.assertEqual(pushed(), [("P1", "Bea")])     # the push's only
         self.assertEqual(waiting(self.conn), 0)
 
+    def test_deliver_batches_says_how_many_it_removed_unsent(self):
+        self.deliver_one("Ada")
+        query(self.conn, "UPDATE people SET first_name = 'Bea'")
+        query(self.conn, "SELECT campus_sync.opscom_push(p) FROM people p")
+        del self.conn.notices[:]
+        query(self.conn, "CALL campus_sync.deliver_batches('opscom')")
+        [notice] = [n for n in self.conn.notices if "delivered 0" in n]
+        self.assertIn("campus_sync: delivered 0, retried 0, failed 0", notice)
+        self.assertIn("Removed unsent, the target having their body already (skip_unchanged): 1.", notice)
+        self.assertEqual(len(pushes()), 1)      # the push's
+
     def test_a_push_says_unchanged_and_sends_nothing_unless_forced(self):
         [(ok, status, remote_id)] = query(self.conn, "SELECT r.ok, r.http_status, r.remote_id FROM "
                                                      "(SELECT 'P9'::text AS unique_id, 'Ida'::text AS first_name, "
