@@ -376,7 +376,10 @@ class HostileRemoteTest(unittest.TestCase):
                 mock("clear_behaviours")
                 self.behave(method="POST", path_prefix="/authentication-token", status=status, body=body)
                 self.assertEqual(self.upsert(), (False, status, None, error, None))
-        self.assertEqual([r["path"] for r in mock("requests")], ["/authentication-token"] * len(cases))
+        # (a backend of an earlier test logs its session out when it exits, and
+        # under the sanitizers that logout can arrive after this test's reset)
+        self.assertEqual([r["path"] for r in mock("requests") if r["path"] != "/person/me/logout"],
+                         ["/authentication-token"] * len(cases))
         # deliver(): the failed exchange is the item's error
         item, health = self.deliver("cloudcard_h", "C1")
         self.assertEqual(item, {"state": "failed", "attempts": 1, "last_http_status": 401,
