@@ -56,8 +56,7 @@ queue_row_of(QueueRow *row, SyncTarget *target, const char *enqueued_by, Payload
 	row->payload = payload->body;
 	row->error = payload->error ? payload_error_text(payload->error) : NULL;
 	row->check_unchanged = target->skip_unchanged && payload->body != NULL;
-	if (row->check_unchanged)
-		body_hash(target, payload->body, row->body_hash);
+	row->url = target->url;
 }
 
 /*

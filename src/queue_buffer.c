@@ -33,6 +33,7 @@ static QueueRow *rows = NULL;
 static int	nrows = 0;
 static int	capacity = 0;
 static Size bytes = 0;
+static const char *last_url = NULL;	/* in buffer_cxt */
 
 static void
 forget_buffer(void)
@@ -42,6 +43,7 @@ forget_buffer(void)
 	rows = NULL;
 	nrows = capacity = 0;
 	bytes = 0;
+	last_url = NULL;
 }
 
 static void
@@ -80,6 +82,17 @@ copy(const char *s)
 	return MemoryContextStrdup(buffer_cxt, s);
 }
 
+/* A copy of a row's url, shared with the row before when it is the same. */
+static const char *
+copy_url(const char *url)
+{
+	if (url == NULL)
+		return NULL;
+	if (last_url == NULL || strcmp(last_url, url) != 0)
+		last_url = MemoryContextStrdup(buffer_cxt, url);
+	return last_url;
+}
+
 /*
  * queue_buffer_add
  *		Keeps an item for the commit.  Returns false (nothing kept) inside a
@@ -114,7 +127,7 @@ queue_buffer_add(QueueRow *row)
 	b->payload = copy(row->payload);
 	b->error = copy(row->error);
 	b->check_unchanged = row->check_unchanged;
-	memcpy(b->body_hash, row->body_hash, sizeof(b->body_hash));
+	b->url = copy_url(row->url);
 
 	if (nrows >= BUFFER_MAX_ITEMS || bytes >= BUFFER_MAX_BYTES)
 		queue_buffer_flush();
@@ -154,4 +167,5 @@ queue_buffer_flush(void)
 	rows = NULL;
 	nrows = capacity = 0;
 	bytes = 0;
+	last_url = NULL;
 }

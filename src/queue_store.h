@@ -85,9 +85,12 @@ typedef struct QueueRow
 	TimestampTz enqueued_at;	/* read from the inbox; appends use the transaction's start */
 	const char *kind;			/* "upsert" (NULL too) or "disable" */
 	bool		held;			/* a disable past max_disables_per_hour */
-	/* skip_unchanged: not queued if the target has this body (sync_state.c) */
+	/*
+	 * skip_unchanged: not queued if the target has this body (sync_state.c);
+	 * hashed with the target's url only if the memory knows the person
+	 */
 	bool		check_unchanged;
-	uint8		body_hash[PG_SHA256_DIGEST_LENGTH];
+	const char *url;
 } QueueRow;
 
 /* queue_store.c */

@@ -73,23 +73,33 @@ struct DeliveredBatch
 
 /*
  * SHA-256 of the URL and the body: a move to another URL sends anew.
- * OpenSSL's, with one context for the backend's life: PostgreSQL's
- * pg_cryptohash makes and frees one per call, which cost a sync trigger
- * 3.5 us a row.
+ * OpenSSL's, with one context and one fetched algorithm for the backend's
+ * life: PostgreSQL's pg_cryptohash makes and frees a context per call,
+ * which cost a sync trigger 3.5 us a row, and EVP_sha256() looks the
+ * algorithm up at every init (0.6 us a 250-byte body instead of 0.3).
  */
 void
-body_hash(SyncTarget *target, const char *body, uint8 *hash)
+body_hash_for_url(const char *url, const char *body, uint8 *hash)
 {
 	static EVP_MD_CTX *ctx = NULL;
+	static EVP_MD *sha256 = NULL;
 	unsigned int len;
 
 	if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-		EVP_DigestUpdate(ctx, target->url, strlen(target->url) + 1) != 1 ||
+	if (sha256 == NULL && (sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		elog(ERROR, "OpenSSL has no SHA-256");
+	if (EVP_DigestInit_ex(ctx, sha256, NULL) != 1 ||
+		EVP_DigestUpdate(ctx, url, strlen(url) + 1) != 1 ||
 		EVP_DigestUpdate(ctx, body, strlen(body)) != 1 ||
 		EVP_DigestFinal_ex(ctx, hash, &len) != 1 || len != BODY_HASH_LEN)
 		elog(ERROR, "could not compute a SHA-256 hash of a body");
+}
+
+void
+body_hash(SyncTarget *target, const char *body, uint8 *hash)
+{
+	body_hash_for_url(target->url, body, hash);
 }
 
 /* A campus_sync relation, or InvalidOid before ALTER EXTENSION UPDATE to 0.6. */
@@ -361,10 +371,13 @@ queue_rows_drop_unchanged(QueueRow *rows, int n)
 	for (int i = 0; i < n; i++)
 	{
 		DeliveredState state;
+		uint8		hash[BODY_HASH_LEN];
 
+		/* most persons of a first load are not known: hashed only if known */
 		if (rows[i].check_unchanged && rows[i].payload != NULL && rows[i].person_key != NULL &&
 			find_in(&memory, rows[i].server_oid, rows[i].person_key, &state) &&
-			memcmp(state.body_hash, rows[i].body_hash, BODY_HASH_LEN) == 0)
+			(body_hash_for_url(rows[i].url, rows[i].payload, hash),
+			 memcmp(state.body_hash, hash, BODY_HASH_LEN) == 0))
 		{
 			unchanged[i] = true;
 			ncandidates++;

@@ -33,6 +33,7 @@ typedef struct DeliveredState
 typedef struct DeliveredBatch DeliveredBatch;
 
 extern void body_hash(SyncTarget *target, const char *body, uint8 *hash);
+extern void body_hash_for_url(const char *url, const char *body, uint8 *hash);
 extern bool delivered_unchanged(SyncTarget *target, const char *person_key,
 								const uint8 *hash, DeliveredState *state);
 extern int	queue_rows_drop_unchanged(QueueRow *rows, int n);
