@@ -17,6 +17,8 @@ noisy, and absolute numbers move with them.
   5. the delivered-state memory: a nightly reload of 10,000 people with 100
      changed (TRUNCATE and INSERT of everyone, then deliver()), against the
      first full load of the same people
+  6. memory across 1,000,000 deliveries: the private memory (RssAnon) of
+     the deliver() backend and of the worker, before, at its peak and after
 """
 import os
 import platform
@@ -38,7 +40,8 @@ ACCESS_LOG = os.path.join(RUN_DIR, "nginx", "access.log")
 ROUNDS = 2 if QUICK else 5
 LATENCY_COMMITS = 50 if QUICK else 200
 ONLY = os.environ.get("BENCH_ONLY")
-assert ONLY in (None, "delivery", "worker", "memory"), f"BENCH_ONLY={ONLY}: delivery, worker or memory"
+assert ONLY in (None, "delivery", "worker", "memory", "rss", "trigger"), \
+    f"BENCH_ONLY={ONLY}: delivery, worker, memory, rss or trigger"
 PGBENCH_SECONDS = 5 if QUICK else 10
 PEOPLE = 100_000
 
@@ -308,6 +311,80 @@ def worker_figures(conn, worker_conn):
     out()
 
 
+# -- 6. memory across 1,000,000 deliveries -------------------------------------
+
+MILLION = 1_000_000
+
+
+def rss_anon_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+
+class RssSampler:
+    """The private memory of one process, sampled every 0.5 s in a thread:
+    the shared buffers it touches (in VmRSS) are not its own."""
+
+    def __init__(self, pid):
+        import threading
+        self.pid, self.peak, self.stop = pid, rss_anon_kb(pid), threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.wait(0.5):
+            self.peak = max(self.peak, rss_anon_kb(self.pid))
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        return max(self.peak, rss_anon_kb(self.pid))
+
+
+def queue_million(conn):
+    sql(conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.target_health")
+    sql(conn, "CREATE TABLE IF NOT EXISTS people_1m AS SELECT 'M' || g AS unique_id, 'First' || g AS first_name, "
+              "'Last' || g AS last_name, 'm' || g || '@campus.edu' AS email FROM generate_series(1, %s) g",
+        (MILLION,))
+    sql(conn, "SELECT count(campus_sync.enqueue('fast', p)) FROM people_1m p")
+
+
+def rss_figures(conn, worker_conn):
+    """deliver() in one call, and the worker, each delivering 1,000,000
+    items to the zero-latency remote."""
+    rows = []
+    queue_million(conn)
+    pid = sql(conn, "SELECT pg_backend_pid()")[0][0]
+    before, sampler = rss_anon_kb(pid), RssSampler(pid)
+    seconds, _ = timed(conn, "SELECT sum(delivered) FROM campus_sync.deliver('fast', max_seconds => 3600)")
+    rows.append(("deliver(), one call", delivered_count(conn), before, sampler.finish(), rss_anon_kb(pid), seconds))
+
+    wait_for_worker(worker_conn)
+    pid = sql(worker_conn, "SELECT pid FROM campus_sync.worker")[0][0]
+    before, sampler = rss_anon_kb(pid), RssSampler(pid)
+    started = time.monotonic()
+    queue_million(worker_conn)          # committed: the worker starts
+    while delivered_count(worker_conn) < MILLION and time.monotonic() < started + 1800:
+        time.sleep(2)
+    seconds = time.monotonic() - started
+    rows.append(("worker", delivered_count(worker_conn), before, sampler.finish(), rss_anon_kb(pid), seconds))
+    for c in (conn, worker_conn):
+        sql(c, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.sync_state")
+        sql(c, "DROP TABLE people_1m")
+
+    out("### Memory across 1,000,000 deliveries (zero-latency remote)")
+    out()
+    out("Private memory (RssAnon) of the delivering process; the shared buffers it touches are not its own. "
+        "The worker's time includes queueing the million (it starts at that commit).")
+    out()
+    out("| deliverer | delivered | RssAnon before | peak | after | growth | seconds |")
+    out("|---|---|---|---|---|---|---|")
+    for name, delivered, before, peak, after, seconds in rows:
+        out(f"| {name} | {delivered:,} | {before / 1024:.1f} MB | {peak / 1024:.1f} MB | {after / 1024:.1f} MB "
+            f"| {(peak - before) / 1024:+.1f} MB | {seconds:.0f} |")
+    out()
+
+
 # -- 4. sync_trigger ----------------------------------------------------------
 
 def pgbench_tps():
@@ -479,7 +556,9 @@ def main():
         worker_figures(conn, worker_conn)
     if ONLY in (None, "memory"):
         memory_figures(conn)
-    if ONLY is None:
+    if ONLY in (None, "rss"):
+        rss_figures(conn, worker_conn)
+    if ONLY in (None, "trigger"):
         sync_trigger_figures(conn)
     conn.close()
 

@@ -4,9 +4,9 @@
 # starts a throwaway cluster tuned only to keep checkpoints out of the way,
 # and prints every figure as a ratio to a baseline measured in the same run.
 # Usage: bench/run.sh [--quick]   (results also go to bench/results.md;
-#        BENCH_ONLY=delivery runs only the delivery figures, BENCH_ONLY=memory the
-#        delivered-state memory's, BENCH_ONLY=worker
-#        only the background worker's)
+#        BENCH_ONLY=delivery, worker, memory (the delivered-state memory's
+#        reload), rss (private memory across a million deliveries) or
+#        trigger (sync_trigger's cost) runs only those figures)
 set -euo pipefail
 . "$(dirname "$0")/../test/lib.sh"
 trap 'cs_cleanup' EXIT

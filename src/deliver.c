@@ -122,6 +122,8 @@ struct ServerRun
 typedef struct DeliverRun
 {
 	MemoryContext mcxt;			/* lives as long as the run */
+	MemoryContext settle_cxt;	/* what settling one item needs; reset after each */
+	MemoryContext claim_cxt;	/* what one claim needs; reset after each */
 	QueueStore *store;
 	List	   *servers;		/* ServerRun */
 	int64		max_items;		/* 0: no limit */
@@ -274,6 +276,7 @@ claim(DeliverRun *run, ServerRun *sr, int n)
 	List	   *claimed = NIL;
 	ListCell   *lc;
 	MemoryContext old;
+	int			nclaimed;
 	char	   *paused = server_pause_text(sr->target->server_oid);
 
 	/* paused: nothing more starts (what flies ends); asked again later */
@@ -291,6 +294,8 @@ claim(DeliverRun *run, ServerRun *sr, int n)
 		return 0;
 	}
 
+	/* one fill may claim any number of times (see settle_item) */
+	old = MemoryContextSwitchTo(run->claim_cxt);
 	for (int pass = 0; pass < 3; pass++)
 	{
 		int			nheld;
@@ -306,14 +311,16 @@ claim(DeliverRun *run, ServerRun *sr, int n)
 			break;
 	}
 
-	old = MemoryContextSwitchTo(run->mcxt);
+	MemoryContextSwitchTo(run->mcxt);
 	if (sr->cursor.person_key)
 		sr->cursor.person_key = pstrdup(sr->cursor.person_key);
 	foreach(lc, claimed)
 		sr->claimed = lappend(sr->claimed, new_item(run, sr, lfirst(lc)));
 	MemoryContextSwitchTo(old);
-	sr->exhausted = claimed == NIL;
-	return list_length(claimed);
+	nclaimed = list_length(claimed);
+	MemoryContextReset(run->claim_cxt);
+	sr->exhausted = nclaimed == 0;
+	return nclaimed;
 }
 
 static TargetSecret *
@@ -450,6 +457,8 @@ still_locked(DeliverRun *run, uint64 *gen, ItemPointer tid)
 	return true;
 }
 
+static void record_settled(DeliverRun *run, DeliverItem *item, ItemOutcome *outcome);
+
 /*
  * Records what became of an item (outcome NULL: it is removed unsent, the
  * target has its body already), lets its person go with the commit, and
@@ -460,16 +469,31 @@ settle_item(DeliverRun *run, DeliverItem *item, ItemOutcome *outcome)
 {
 	ServerRun  *sr = item->server;
 
+	/*
+	 * A fill may settle any number of items without waiting (bodies the
+	 * target has, items that fail before a request): what settling one
+	 * needs goes with it, not with the loop's turn.
+	 */
+	MemoryContext old = MemoryContextSwitchTo(run->settle_cxt);
+
 	hold_until_commit(run, item, outcome != NULL);
 	if (outcome != NULL && item->hashed && strcmp(outcome->state, "delivered") == 0)
 		delivered_batch_add(sr->delivered, item->person_key, item->body_hash,
 							outcome->remote_id);
-	if (!still_locked(run, &item->locked_gen, &item->tid))
-	{
-		/* someone changed the row while the request was out: theirs stands */
-		MemoryContextDelete(item->mcxt);
-		return;
-	}
+	if (still_locked(run, &item->locked_gen, &item->tid))
+		record_settled(run, item, outcome);
+	/* else someone changed the row while the request was out: theirs stands */
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(run->settle_cxt);
+	MemoryContextDelete(item->mcxt);
+}
+
+/* Writes what became of a settled item whose row is still as it was. */
+static void
+record_settled(DeliverRun *run, DeliverItem *item, ItemOutcome *outcome)
+{
+	ServerRun  *sr = item->server;
+
 	if (outcome != NULL)
 		queue_record(run->store, &item->tid, outcome);
 	else
@@ -488,7 +512,6 @@ settle_item(DeliverRun *run, DeliverItem *item, ItemOutcome *outcome)
 		sr->cursor.person_key = MemoryContextStrdup(run->mcxt, item->person_key);
 		sr->cursor.inclusive = true;
 	}
-	MemoryContextDelete(item->mcxt);
 }
 
 /* Records what became of an item whose job has ended, and frees it. */
@@ -609,7 +632,13 @@ next_claimed(DeliverRun *run, ServerRun *sr)
 		if (item->locked_gen == run->generation ||
 			queue_row_current(run->store, &item->tid))
 		{
-			if (!unchanged(run, item))
+			bool		same;
+
+			/* with the item: any number may be removed in one fill */
+			old = MemoryContextSwitchTo(item->mcxt);
+			same = unchanged(run, item);
+			MemoryContextSwitchTo(old);
+			if (!same)
 				return item;
 			settle_item(run, item, NULL);
 			sr->counts.unchanged++;
@@ -1084,6 +1113,8 @@ deliver_run(List *server_oids, double max_seconds, int64 max_items,
 	ListCell   *lc;
 
 	run->mcxt = mcxt;
+	run->settle_cxt = AllocSetContextCreate(mcxt, "campus_sync settle", ALLOCSET_SMALL_SIZES);
+	run->claim_cxt = AllocSetContextCreate(mcxt, "campus_sync claim", ALLOCSET_DEFAULT_SIZES);
 	run->max_items = max_items;
 	run->deadline = GetCurrentTimestamp() + (int64) (max_seconds * USECS_PER_SEC);
 	run->hooks = hooks;

@@ -15,10 +15,9 @@
  *	  Reads are direct (a sync trigger runs as whoever writes the table,
  *	  who may not read these tables), with a snapshot taken now: whatever
  *	  the caller's isolation level, the decision is made on what has been
- *	  delivered and queued up to this moment.  Writes go through
- *	  campus_sync.remember_delivered(), as the extension's owner, in the
- *	  transaction that records the delivery: a crash loses at most what a
- *	  crash would resend anyway.
+ *	  delivered and queued up to this moment.  Writes are one upsert a
+ *	  batch, as the table's owner, in the transaction that records the
+ *	  delivery: a crash loses at most what a crash would resend anyway.
  *
  *-------------------------------------------------------------------------
  */
@@ -206,7 +205,8 @@ delivered_state_find(Oid server_oid, const char *person_key, DeliveredState *sta
 
 	if (!OidIsValid(relation_if_any("sync_state")) || person_key == NULL)
 		return false;
-	snapshot = snapshot_of_now();
+	/* no snapshot_of_now(): see delivered_batch_save(); and see deliver.c */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	probe_open(&memory, "sync_state", "sync_state_pkey", snapshot);
 	found = find_in(&memory, server_oid, person_key, state);
 	probe_close(&memory);
@@ -563,14 +563,29 @@ delivered_batch_save(DeliveredBatch *batch)
 	{
 		if (plan == NULL)
 		{
-			/* schema-qualified, argument types exact: no search_path in play */
-			plan = SPI_prepare("SELECT campus_sync.remember_delivered($1, $2, $3, $4, $5)",
+			/*
+			 * Prepared once: a SQL function around it was planned again at
+			 * every call.  Every name qualified, argument types exact: no
+			 * search_path in play.  A person delivered twice in the batch
+			 * keeps the last.
+			 */
+			plan = SPI_prepare("INSERT INTO campus_sync.sync_state AS s "
+							   "(server_oid, person_key, body_hash, remote_id, delivered_at) "
+							   "SELECT DISTINCT ON (d.key) $1, d.key, d.hash, d.remote_id, $5 "
+							   "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) "
+							   "WITH ORDINALITY AS d(key, hash, remote_id, n) "
+							   "ORDER BY d.key, d.n DESC "
+							   "ON CONFLICT (server_oid, person_key) DO UPDATE "
+							   "SET body_hash = EXCLUDED.body_hash, "
+							   "remote_id = coalesce(EXCLUDED.remote_id, s.remote_id), "
+							   "delivered_at = EXCLUDED.delivered_at",
 							   5, types);
 			if (plan == NULL)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			SPI_keepplan(plan);
 		}
-		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		/* SPI makes what it wrote visible to the snapshots taken after */
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not write campus_sync.sync_state");
 	}
 	PG_FINALLY();

@@ -104,3 +104,12 @@ def wait_for(condition, timeout, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def proc_status_kb(pid, field):
+    """A field of /proc/<pid>/status (VmRSS, RssAnon ...), in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} for pid {pid}")

@@ -26,7 +26,7 @@ import psycopg2
 
 from cluster import Cluster, process_gone
 from helpers import (MOCK_API, OPSCOM_TOKEN, SANITIZED, connect, create_database, install_campus_sync,
-                     mock, query, scalar, wait_for)
+                     mock, proc_status_kb, query, scalar, wait_for)
 
 PRELOAD = "shared_preload_libraries = 'campus_sync'"
 PUSH_PATH = "/api/OC_TOMA/v1/profiles/push"
@@ -123,14 +123,6 @@ def error_lines(log):
 
 
 # -- the worker as a process --------------------------------------------------------
-
-def proc_status_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} for pid {pid}")
-
 
 def cpu_ticks(pid):
     """utime + stime of pid, in clock ticks."""
