@@ -26,6 +26,7 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 
@@ -326,7 +327,6 @@ class RssSampler:
     the shared buffers it touches (in VmRSS) are not its own."""
 
     def __init__(self, pid):
-        import threading
         self.pid, self.peak, self.stop = pid, rss_anon_kb(pid), threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()

@@ -205,7 +205,11 @@ delivered_state_find(Oid server_oid, const char *person_key, DeliveredState *sta
 
 	if (!OidIsValid(relation_if_any("sync_state")) || person_key == NULL)
 		return false;
-	/* no snapshot_of_now(): see delivered_batch_save(); and see deliver.c */
+	/*
+	 * No command counter increment (snapshot_of_now()): the memory is
+	 * written only by SPI statements, which make their writes visible, and
+	 * the deliverer asks once per item (see queue_has_successor()).
+	 */
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	probe_open(&memory, "sync_state", "sync_state_pkey", snapshot);
 	found = find_in(&memory, server_oid, person_key, state);
@@ -323,6 +327,16 @@ waiting_in_inbox(HTAB *candidates, Snapshot snapshot)
 	return waiting;
 }
 
+/* Is the row's body the one the memory holds? */
+static bool
+row_has_body(QueueRow *row, DeliveredState *state)
+{
+	uint8		hash[BODY_HASH_LEN];
+
+	body_hash_for_url(row->url, row->payload, hash);
+	return memcmp(state->body_hash, hash, BODY_HASH_LEN) == 0;
+}
+
 /*
  * queue_rows_drop_unchanged
  *		Leaves out of rows (in the order they were queued) those whose body
@@ -371,13 +385,11 @@ queue_rows_drop_unchanged(QueueRow *rows, int n)
 	for (int i = 0; i < n; i++)
 	{
 		DeliveredState state;
-		uint8		hash[BODY_HASH_LEN];
 
 		/* most persons of a first load are not known: hashed only if known */
 		if (rows[i].check_unchanged && rows[i].payload != NULL && rows[i].person_key != NULL &&
 			find_in(&memory, rows[i].server_oid, rows[i].person_key, &state) &&
-			(body_hash_for_url(rows[i].url, rows[i].payload, hash),
-			 memcmp(state.body_hash, hash, BODY_HASH_LEN) == 0))
+			row_has_body(&rows[i], &state))
 		{
 			unchanged[i] = true;
 			ncandidates++;
