@@ -6,12 +6,16 @@ interleaved round by round, medians reported: the machines are shared and
 noisy, and absolute numbers move with them.
 
   1. calibration: wrk against the same nginx remote (what the remote can do)
+     and curl_floor, libcurl with nothing else to do (what a libcurl
+     deliverer could do at best)
   2. delivery: deliver() and deliver_batches() draining the queue, 20 ms
      remote at concurrency 32 (bound 1,600/s) and a zero-latency remote;
      nothing may be lost
   3. the background worker (it serves database bench_worker, a copy of
      bench): its delivery rate against deliver() and deliver_batches() in
      bench, the same items, interleaved; and its commit-to-request latency
+     and end to end: one UPDATE of 100,000 people delivered by the worker
+     at 20 ms, against wrk's time for as many requests
   4. sync_trigger: single-row UPDATE rate (pgbench) and a 100,000-row UPDATE,
      against no trigger and a hand-written PL/pgSQL outbox trigger
   5. the delivered-state memory: a nightly reload of 10,000 people with 100
@@ -38,11 +42,13 @@ RUN_DIR = os.environ["RUN_DIR"]
 FAST = f"http://127.0.0.1:{os.environ['NGINX_FAST']}"
 SLOW = f"http://127.0.0.1:{os.environ['NGINX_SLOW']}"
 ACCESS_LOG = os.path.join(RUN_DIR, "nginx", "access.log")
+CURL_FLOOR = os.environ["CURL_FLOOR"]
+PUSH_PATH = "/api/OC_TOMA/v1/profiles/push"
 ROUNDS = 2 if QUICK else 5
 LATENCY_COMMITS = 50 if QUICK else 200
 ONLY = os.environ.get("BENCH_ONLY")
-assert ONLY in (None, "delivery", "worker", "memory", "rss", "trigger"), \
-    f"BENCH_ONLY={ONLY}: delivery, worker, memory, rss or trigger"
+assert ONLY in (None, "delivery", "worker", "endtoend", "memory", "rss", "trigger"), \
+    f"BENCH_ONLY={ONLY}: delivery, worker, endtoend, memory, rss or trigger"
 PGBENCH_SECONDS = 5 if QUICK else 10
 PEOPLE = 100_000
 
@@ -87,11 +93,16 @@ BEGIN
       'date_of_birth', to_char(NEW.date_of_birth, 'YYYY-MM-DD')));
   RETURN NULL;
 END $$;
+-- the floors: an AFTER trigger that does nothing, and a table like the
+-- inbox that the same rows are written to alone
+CREATE FUNCTION noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TABLE inbox_copy (LIKE campus_sync.inbox) WITH (autovacuum_enabled = off);
 ALTER TABLE campus_sync.queue_items SET (autovacuum_enabled = off);
 """
 
 TRIGGERS = {
     "none": None,
+    "noop": "EXECUTE FUNCTION noop_trigger()",
     "plpgsql": "EXECUTE FUNCTION outbox_trigger()",
     "sync_trigger": "EXECUTE FUNCTION campus_sync.sync_trigger('memo_fast')",
 }
@@ -136,8 +147,8 @@ class Arrivals:
 
 def use_trigger(conn, variant):
     sql(conn, "DROP TRIGGER IF EXISTS sync ON people")
-    sql(conn, "TRUNCATE outbox, campus_sync.queue_items, campus_sync.inbox")
-    sql(conn, "VACUUM ANALYZE people")
+    sql(conn, "TRUNCATE outbox, inbox_copy, campus_sync.queue_items, campus_sync.inbox")
+    sql(conn, "VACUUM ANALYZE people, inbox_copy")
     if TRIGGERS[variant]:
         sql(conn, f"CREATE TRIGGER sync AFTER INSERT OR UPDATE ON people FOR EACH ROW {TRIGGERS[variant]}")
 
@@ -153,19 +164,33 @@ def out(line=""):
 # -- 1. calibration -----------------------------------------------------------
 
 def calibration():
+    """({remote: wrk's rate}, {remote: libcurl's rate}), zero latency and 20 ms."""
+    rates, floor = {}, {}
+    for name, url, requests in (("zero latency", FAST, 300_000), ("20 ms", SLOW, 8_000)):
+        rates[name] = wrk_rate(url)
+        floor[name] = curl_floor(url, requests)
+    return rates, floor
+
+
+def wrk_rate(url):
+    """wrk -t2 -c32 for 5 s: requests/s."""
     script = os.path.join(RUN_DIR, "post.lua")
     with open(script, "w") as f:
         f.write('wrk.method = "POST"\n'
                 'wrk.body = \'{"apiToken":"bench-token","unique_id":"U1","login_source":"BANNER",'
                 '"first_name":"First1","last_name":"Last1","email":"u1@campus.edu"}\'\n'
                 'wrk.headers["Content-Type"] = "application/json"\n')
-    rates = {}
-    for name, url in (("zero latency", FAST), ("20 ms", SLOW)):
-        res = subprocess.run(["wrk", "-t2", "-c32", "-d5s", "-s", script,
-                              url + "/api/OC_TOMA/v1/profiles/push"],
-                             capture_output=True, text=True, check=True).stdout
-        rates[name] = float(next(l for l in res.splitlines() if l.startswith("Requests/sec")).split()[1])
-    return rates
+    res = subprocess.run(["wrk", "-t2", "-c32", "-d5s", "-s", script, url + PUSH_PATH],
+                         capture_output=True, text=True, check=True).stdout
+    return float(next(l for l in res.splitlines() if l.startswith("Requests/sec")).split()[1])
+
+
+def curl_floor(url, requests):
+    """libcurl alone: requests/s of bench/curl_floor.c, 32 at a time."""
+    res = subprocess.run([CURL_FLOOR, url + PUSH_PATH, "32", str(requests)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert res[1] == "0", f"curl_floor: {res[1]} requests failed"
+    return float(res[0])
 
 
 # -- 2. delivery ----------------------------------------------------------------
@@ -312,6 +337,42 @@ def worker_figures(conn, worker_conn):
     out()
 
 
+def end_to_end(worker_conn):
+    """Issue 12's goal 4: one UPDATE changes all 100,000 people, and the
+    worker delivers them to the 20 ms remote, 32 at a time.  Timed from the
+    UPDATE's start to the last outcome committed, against the time wrk,
+    measured just before, needs for as many requests."""
+    wait_for_worker(worker_conn)
+    rounds = 1 if QUICK else 3
+    ratios, lost, raw = [], 0, []
+    for _ in range(rounds):
+        sql(worker_conn, "DROP TRIGGER IF EXISTS sync ON people")
+        sql(worker_conn, "TRUNCATE campus_sync.queue_items, campus_sync.inbox, campus_sync.target_health")
+        sql(worker_conn, "VACUUM ANALYZE people, campus_sync.queue_items")
+        sql(worker_conn, "CREATE TRIGGER sync AFTER UPDATE ON people FOR EACH ROW "
+                         "EXECUTE FUNCTION campus_sync.sync_trigger('slow')")
+        wrk_seconds = PEOPLE / wrk_rate(SLOW)
+        arrivals = Arrivals()
+        started = time.monotonic()
+        update_seconds, _ = timed(worker_conn, "UPDATE people SET last_name = last_name || 'e'")
+        seconds = worker_drains(worker_conn, "slow", PEOPLE, arrivals, started)
+        lost += (PEOPLE - delivered_count(worker_conn)) + abs(arrivals.total() - PEOPLE)
+        ratios.append(seconds / wrk_seconds)
+        raw.append((seconds, update_seconds, wrk_seconds))
+    sql(worker_conn, "DROP TRIGGER sync ON people")
+    i = ratios.index(median(ratios)) if len(ratios) % 2 else 0
+    seconds, update_seconds, wrk_seconds = raw[i]
+    out("### End to end: one UPDATE of 100,000 people, delivered by the worker (20 ms remote, concurrency 32)")
+    out()
+    out("| figure | worker | wrk, 100,000 requests at its rate | ratio | goal | lost |")
+    out("|---|---|---|---|---|---|")
+    out(f"| UPDATE start to last outcome committed, s | {seconds:.1f} (the UPDATE: {update_seconds:.1f}) "
+        f"| {wrk_seconds:.1f} | {median(ratios):.3f} | <= 1.05 | {lost} |")
+    out()
+    out("Raw rounds (worker s, UPDATE s, wrk s): " + "; ".join(f"{a:.1f}, {b:.1f}, {c:.1f}" for a, b, c in raw))
+    out()
+
+
 # -- 6. memory across 1,000,000 deliveries -------------------------------------
 
 MILLION = 1_000_000
@@ -408,7 +469,10 @@ def trigger_rates(conn):
 
 
 def bulk_update_seconds(conn):
-    secs = {v: [] for v in TRIGGERS}
+    """Each variant's 100,000-row UPDATE; and "inbox rows": sync_trigger's
+    inbox rows written again alone, by INSERT ... SELECT into a table like
+    the inbox (what storing every change's body in a table costs)."""
+    secs = {v: [] for v in (*TRIGGERS, "inbox rows")}
     for _ in range(max(2, ROUNDS - 2)):
         for variant in TRIGGERS:
             use_trigger(conn, variant)
@@ -417,23 +481,33 @@ def bulk_update_seconds(conn):
             if variant == "sync_trigger":
                 queued = sql(conn, "SELECT count(*) FROM campus_sync.inbox")[0][0]
                 assert queued == PEOPLE, f"{queued} items queued for {PEOPLE} updated rows"
+                seconds, _ = timed(conn, "INSERT INTO inbox_copy SELECT * FROM campus_sync.inbox")
+                secs["inbox rows"].append(seconds)
     return secs
 
 
 def delivery_figures(conn):
-    cal = calibration()
+    before = calibration()
     out("### Delivery (deliver(), one backend, concurrency 32)")
     out()
     slow_rates, slow_lost = delivery({"bench": conn}, "slow", 16_000, max(2, ROUNDS - 2))
     fast_rates, fast_lost = delivery({"bench": conn}, "fast", PEOPLE, max(2, ROUNDS - 2))
     sync_rate = synchronous_push(conn, "slow", 500)
+    after = calibration()
+    # the remote's and libcurl's rates: measured before and after the deliveries
+    wrk = {k: median([before[0][k], after[0][k]]) for k in before[0]}
+    floor = {k: median([before[1][k], after[1][k]]) for k in before[1]}
     slow, fast = slow_rates["deliver()"], fast_rates["deliver()"]
     out("| remote | deliveries/s | baseline in the same run | ratio | lost |")
     out("|---|---|---|---|---|")
-    out(f"| 20 ms | {median(slow):,.0f} | bound 32 / 20 ms = 1,600/s (wrk: {cal['20 ms']:,.0f}/s) | "
+    out(f"| 20 ms | {median(slow):,.0f} | bound 32 / 20 ms = 1,600/s (wrk: {wrk['20 ms']:,.0f}/s) | "
         f"{median(slow) / 1600:.3f} of the bound | {slow_lost} |")
-    out(f"| zero latency | {median(fast):,.0f} | wrk -c32: {cal['zero latency']:,.0f}/s | "
-        f"{median(fast) / cal['zero latency']:.3f} of wrk | {fast_lost} |")
+    out(f"| zero latency | {median(fast):,.0f} | wrk -t2 -c32: {wrk['zero latency']:,.0f}/s | "
+        f"{median(fast) / wrk['zero latency']:.3f} of wrk | {fast_lost} |")
+    for name in ("20 ms", "zero latency"):
+        out(f"| {name}, libcurl alone (bench/curl_floor.c, 32 at a time) | {floor[name]:,.0f} "
+            f"| wrk: {wrk[name]:,.0f}/s | {floor[name] / wrk[name]:.3f} of wrk "
+            f"(deliver(): {median(slow if name == '20 ms' else fast) / floor[name]:.3f} of it) | 0 |")
     out(f"| 20 ms, opscom_push one row after the other (pgsql-http style) | {sync_rate:,.0f} | deliver(): "
         f"{median(slow):,.0f}/s | deliver() is {median(slow) / sync_rate:.0f}x faster | 0 |")
     for name, rates, base in (("20 ms", slow_rates, slow), ("zero latency", fast_rates, fast)):
@@ -443,7 +517,10 @@ def delivery_figures(conn):
     out()
     out("Raw rounds: " + "; ".join(f"{name} {v} {', '.join(f'{x:,.0f}' for x in rates[v])}"
                                    for name, rates in (("20 ms", slow_rates), ("zero latency", fast_rates))
-                                   for v in DELIVERERS))
+                                   for v in DELIVERERS)
+        + "; calibration before, after: " + "; ".join(
+            f"{name} wrk {before[0][name]:,.0f}, {after[0][name]:,.0f}, libcurl {before[1][name]:,.0f}, "
+            f"{after[1][name]:,.0f}" for name in before[0]))
     out()
 
 
@@ -454,15 +531,23 @@ def sync_trigger_figures(conn):
     secs = bulk_update_seconds(conn)
     m = {v: median(t) for v, t in tps.items()}
     b = {v: median(s) for v, s in secs.items()}
-    out("| workload | no trigger | PL/pgSQL outbox | sync_trigger | sync / none | sync / PL/pgSQL |")
-    out("|---|---|---|---|---|---|")
-    out(f"| single-row UPDATE, pgbench -c 8, tps | {m['none']:,.0f} | {m['plpgsql']:,.0f} | {m['sync_trigger']:,.0f} "
-        f"| {m['sync_trigger'] / m['none']:.2f} | {m['sync_trigger'] / m['plpgsql']:.2f}x |")
-    out(f"| 100,000-row UPDATE, seconds | {b['none']:.2f} | {b['plpgsql']:.2f} | {b['sync_trigger']:.2f} "
-        f"| {b['sync_trigger'] / b['none']:.2f}x the time | {b['plpgsql'] / b['sync_trigger']:.2f}x faster |")
+    out("| workload | no trigger | no-op PL/pgSQL trigger | PL/pgSQL outbox | sync_trigger | sync / none "
+        "| sync / PL/pgSQL |")
+    out("|---|---|---|---|---|---|---|")
+    out(f"| single-row UPDATE, pgbench -c 8, tps | {m['none']:,.0f} | {m['noop']:,.0f} | {m['plpgsql']:,.0f} "
+        f"| {m['sync_trigger']:,.0f} | {m['sync_trigger'] / m['none']:.2f} | {m['sync_trigger'] / m['plpgsql']:.2f}x |")
+    out(f"| 100,000-row UPDATE, seconds | {b['none']:.2f} | {b['noop']:.2f} | {b['plpgsql']:.2f} "
+        f"| {b['sync_trigger']:.2f} | {b['sync_trigger'] / b['none']:.2f}x the time "
+        f"| {b['plpgsql'] / b['sync_trigger']:.2f}x faster |")
     out()
-    out("Raw rounds: " + "; ".join(f"{v} tps {', '.join(f'{x:,.0f}' for x in tps[v])}" for v in TRIGGERS)
-        + "; " + "; ".join(f"{v} bulk s {', '.join(f'{x:.2f}' for x in secs[v])}" for v in TRIGGERS))
+    floor = (b['noop'] + b['inbox rows']) / b['none']
+    out(f"The floor of a bulk UPDATE that stores every change's body in a table: the no-op trigger "
+        f"({b['noop'] / b['none']:.2f}x the time) plus writing sync_trigger's {PEOPLE:,} inbox rows alone "
+        f"(INSERT ... SELECT: {b['inbox rows']:.2f} s, {b['inbox rows'] / b['none']:.2f}x) = {floor:.2f}x; "
+        f"sync_trigger: {b['sync_trigger'] / b['none']:.2f}x.")
+    out()
+    out("Raw rounds: " + "; ".join(f"{v} tps {', '.join(f'{x:,.0f}' for x in t)}" for v, t in tps.items())
+        + "; " + "; ".join(f"{v} bulk s {', '.join(f'{x:.2f}' for x in t)}" for v, t in secs.items()))
 
 
 # -- 5. the delivered-state memory -----------------------------------------------
@@ -554,6 +639,8 @@ def main():
         delivery_figures(conn)
     if ONLY in (None, "worker"):
         worker_figures(conn, worker_conn)
+    if ONLY in (None, "endtoend"):
+        end_to_end(worker_conn)
     if ONLY in (None, "memory"):
         memory_figures(conn)
     if ONLY in (None, "rss"):

@@ -25,6 +25,9 @@ mkdir -p "$RUN_DIR/nginx"
 sed -e "s|@DIR@|$RUN_DIR/nginx|g" -e "s|@FAST@|$NGINX_FAST|g" -e "s|@SLOW@|$NGINX_SLOW|g" \
   "$CS_ROOT/bench/nginx.conf.in" >"$RUN_DIR/nginx/nginx.conf"
 nginx -c "$RUN_DIR/nginx/nginx.conf"
+# libcurl alone against the same remote: what any libcurl deliverer could do
+CURL_FLOOR="$RUN_DIR/curl_floor"
+gcc -O2 -Wall -o "$CURL_FLOOR" "$CS_ROOT/bench/curl_floor.c" -lcurl
 NGINX_PID=$(cat "$RUN_DIR/nginx/nginx.pid")
 
 # The worker serves bench_worker only, a database of its own: the
@@ -32,5 +35,5 @@ NGINX_PID=$(cat "$RUN_DIR/nginx/nginx.pid")
 cs_start_cluster "shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" \
   "autovacuum = off" "max_connections = 50" \
   "shared_preload_libraries = 'campus_sync'" "campus_sync.database = 'bench_worker'"
-export PGHOST PGPORT PGUSER RUN_DIR NGINX_FAST NGINX_SLOW
+export PGHOST PGPORT PGUSER RUN_DIR NGINX_FAST NGINX_SLOW CURL_FLOOR
 "$SYS_PYTHON" "$CS_ROOT/bench/bench.py" "$@" | tee "$CS_ROOT/bench/results.md"
