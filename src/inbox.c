@@ -195,12 +195,20 @@ inbox_put(QueueRow *row)
 	return id;
 }
 
-/* Appends many items, in the order given, in multi-insert batches. */
+/* Items from which a write goes through a bulk-insert state (see below). */
+#define INBOX_BULK_FROM 64
+
+/*
+ * Appends many items, in the order given, in multi-insert batches.  A
+ * bulk-insert state (a ring of buffers, so that a large load does not push
+ * everything else out of shared buffers) only for many: setting one up
+ * costs more than a single-row commit's whole write.
+ */
 void
 inbox_put_many(QueueRow *rows, int n)
 {
 	Relation	rel = open_inbox();
-	BulkInsertState bistate = GetBulkInsertState();
+	BulkInsertState bistate = n >= INBOX_BULK_FROM ? GetBulkInsertState() : NULL;
 	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
 													"campus_sync inbox batch",
 													ALLOCSET_DEFAULT_SIZES);
@@ -219,7 +227,8 @@ inbox_put_many(QueueRow *rows, int n)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(batch_cxt);
 	}
-	FreeBulkInsertState(bistate);
+	if (bistate)
+		FreeBulkInsertState(bistate);
 	MemoryContextDelete(batch_cxt);
 	table_close(rel, NoLock);
 	worker_wake_at_commit();

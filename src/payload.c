@@ -648,6 +648,26 @@ missing_field_error(const char *service_label, const char *field,
 								  field));
 }
 
+/* The length of s, or -1 when a character of it needs escaping in JSON. */
+static int
+plain_json_length(const char *s)
+{
+	const char *p = s;
+
+	for (; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == '"' || *p == '\\')
+			return -1;
+	return p - s;
+}
+
+/* Copies len bytes the caller has made room for (enlargeStringInfo). */
+static inline void
+put_bytes(StringInfo buf, const char *s, int len)
+{
+	memcpy(buf->data + buf->len, s, len);
+	buf->len += len;
+}
+
 /*
  * A JSON string, escaped as escape_json() does, with the runs that need
  * no escaping copied at once (most values have no character to escape).
@@ -696,19 +716,40 @@ append_json_string(StringInfo buf, const char *s)
 }
 
 /*
- * A member whose key is an API field name (plain ASCII, nothing to escape:
- * this saves escaping the same keys for every row).
+ * Appends "field":"value" (after a comma unless first).  field is one of a
+ * service's own field names, which need no escaping.  A value with nothing
+ * to escape, nearly every one, is written with one check for room and two
+ * copies: the sync trigger builds a body per changed row, and the calls
+ * per piece were a sixth of its cost.
  */
 void
 json_add_field(StringInfo buf, bool *first, const char *field, const char *value)
 {
+	int			field_len = strlen(field);
+	int			value_len = plain_json_length(value);
+
+	if (value_len < 0)
+	{
+		if (!*first)
+			appendStringInfoChar(buf, ',');
+		*first = false;
+		appendStringInfoChar(buf, '"');
+		appendBinaryStringInfo(buf, field, field_len);
+		appendBinaryStringInfo(buf, "\":", 2);
+		append_json_string(buf, value);
+		return;
+	}
+	/* ,"field":"value" and the terminating NUL */
+	enlargeStringInfo(buf, field_len + value_len + 7);
 	if (!*first)
-		appendStringInfoChar(buf, ',');
+		buf->data[buf->len++] = ',';
 	*first = false;
-	appendStringInfoChar(buf, '"');
-	appendStringInfoString(buf, field);
-	appendBinaryStringInfo(buf, "\":", 2);
-	append_json_string(buf, value);
+	buf->data[buf->len++] = '"';
+	put_bytes(buf, field, field_len);
+	put_bytes(buf, "\":\"", 3);
+	put_bytes(buf, value, value_len);
+	buf->data[buf->len++] = '"';
+	buf->data[buf->len] = '\0';
 }
 
 void

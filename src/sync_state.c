@@ -42,6 +42,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -101,13 +102,58 @@ body_hash(SyncTarget *target, const char *body, uint8 *hash)
 	body_hash_for_url(target->url, body, hash);
 }
 
+/*
+ * The relations looked up by name, kept until an invalidation names one
+ * of them: a single-row commit looks up three, and the two catalog lookups
+ * each cost a tenth of the sync trigger's work there.  Only those found:
+ * an update to 0.6 creates sync_state later.
+ */
+#define KNOWN_RELATIONS 8
+
+static struct
+{
+	const char *relname;		/* a literal */
+	Oid			oid;
+}			known_relations[KNOWN_RELATIONS];
+static int	nknown_relations = 0;
+
+static void
+forget_known_relations(Datum arg, Oid relid)
+{
+	(void) arg;
+	for (int i = 0; i < nknown_relations; i++)
+		if (!OidIsValid(relid) || known_relations[i].oid == relid)
+		{
+			nknown_relations = 0;
+			return;
+		}
+}
+
 /* A campus_sync relation, or InvalidOid before ALTER EXTENSION UPDATE to 0.6. */
 static Oid
 relation_if_any(const char *relname)
 {
-	Oid			schema = get_namespace_oid("campus_sync", true);
+	static bool callback_registered = false;
+	Oid			schema;
+	Oid			oid;
 
-	return OidIsValid(schema) ? get_relname_relid(relname, schema) : InvalidOid;
+	for (int i = 0; i < nknown_relations; i++)
+		if (strcmp(known_relations[i].relname, relname) == 0)
+			return known_relations[i].oid;
+
+	schema = get_namespace_oid("campus_sync", true);
+	oid = OidIsValid(schema) ? get_relname_relid(relname, schema) : InvalidOid;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_known_relations, (Datum) 0);
+		callback_registered = true;
+	}
+	if (OidIsValid(oid) && nknown_relations < KNOWN_RELATIONS)
+	{
+		known_relations[nknown_relations].relname = relname;
+		known_relations[nknown_relations++].oid = oid;
+	}
+	return oid;
 }
 
 /* A snapshot of now, which sees this transaction's own writes too. */
@@ -168,6 +214,48 @@ probe_close(KeyProbe *p)
 	ExecDropSingleTupleTableSlot(p->slot);
 	index_close(p->index, AccessShareLock);
 	table_close(p->rel, AccessShareLock);
+}
+
+/*
+ * Does the memory know anyone of the server?  The persons of a first load
+ * are all unknown to it: one look per server spares a probe per row.
+ */
+static bool
+knows_anyone(KeyProbe *memory, Oid server_oid, Snapshot snapshot)
+{
+	ScanKeyData key;
+	IndexScanDesc scan = cs_index_beginscan(memory->rel, memory->index, snapshot, 1);
+	bool		found;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(server_oid));
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, memory->slot);
+	ExecClearTuple(memory->slot);
+	index_endscan(scan);
+	return found;
+}
+
+/* The servers a flush has asked knows_anyone() about: a few at most. */
+#define KNOWN_SERVERS 8
+
+typedef struct KnownServers
+{
+	int			n;
+	Oid			server_oid[KNOWN_SERVERS];
+	bool		knows[KNOWN_SERVERS];
+} KnownServers;
+
+static bool
+memory_may_know(KnownServers *known, KeyProbe *memory, Oid server_oid, Snapshot snapshot)
+{
+	for (int i = 0; i < known->n; i++)
+		if (known->server_oid[i] == server_oid)
+			return known->knows[i];
+	if (known->n == KNOWN_SERVERS)
+		return true;			/* many servers: probe every row */
+	known->server_oid[known->n] = server_oid;
+	known->knows[known->n] = knows_anyone(memory, server_oid, snapshot);
+	return known->knows[known->n++];
 }
 
 /* sync_state's columns, in its CREATE TABLE's order (0.6) */
@@ -348,6 +436,9 @@ row_has_body(QueueRow *row, DeliveredState *state)
  *		and for those whose body is unchanged, one more and a single pass
  *		over the inbox (which the deliverers keep short).
  */
+/* Rows from which a flush first asks whether the memory knows anyone. */
+#define KNOWN_CHECK_FROM 16
+
 int
 queue_rows_drop_unchanged(QueueRow *rows, int n)
 {
@@ -364,6 +455,7 @@ queue_rows_drop_unchanged(QueueRow *rows, int n)
 	HTAB	   *candidates,
 			   *waiting,
 			   *queued;
+	KnownServers known = {0};
 	int			kept = 0;
 
 	if (!OidIsValid(memory_relid))
@@ -386,8 +478,13 @@ queue_rows_drop_unchanged(QueueRow *rows, int n)
 	{
 		DeliveredState state;
 
-		/* most persons of a first load are not known: hashed only if known */
+		/*
+		 * Most persons of a first load are not known: hashed only if known.
+		 * Many rows ask first whether their server's memory is empty.
+		 */
 		if (rows[i].check_unchanged && rows[i].payload != NULL && rows[i].person_key != NULL &&
+			(n < KNOWN_CHECK_FROM ||
+			 memory_may_know(&known, &memory, rows[i].server_oid, snapshot)) &&
 			find_in(&memory, rows[i].server_oid, rows[i].person_key, &state) &&
 			row_has_body(&rows[i], &state))
 		{

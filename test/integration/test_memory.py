@@ -18,6 +18,12 @@ a body the target last acknowledged is not sent again.
 - The memory survives a crash (pg_ctl stop -m immediate): no resend storm.
 - deliver() removing 200,000 unchanged items it moved in itself, in one
   transaction, keeps its private memory flat.
+- A reload queued for two servers at once drops what each one's memory
+  has, and nothing of a server whose memory is empty (a flush asks once
+  per server whether its memory knows anyone).
+- The extension dropped and created again in the same session: the
+  trigger's commit finds the new memory (the library keeps the relations'
+  ids until an invalidation names them).
 """
 import json
 import threading
@@ -27,7 +33,8 @@ import psycopg2
 import psycopg2.errors
 
 from cluster import Cluster
-from helpers import MOCK_API, SANITIZED, create_database, mock, proc_status_kb, query, scalar
+from helpers import (MOCK_API, SANITIZED, create_database, install_campus_sync, mock, proc_status_kb, query,
+                     scalar)
 
 DB = "cs_memory"
 
@@ -344,6 +351,51 @@ class MemoryTest(unittest.TestCase):
         self.assertIsInstance(scalar(self.conn, "SELECT campus_sync.enqueue('twin', p) FROM people p "
                                                 "WHERE unique_id = 'T1'"), int)
         query(self.conn, "DROP SERVER twin CASCADE")
+
+    def test_a_reload_for_two_servers_drops_only_what_each_ones_memory_has(self):
+        reload_people(self.conn, 20, 0)
+        self.assertEqual(deliver(self.conn), (20, 0, 0))
+        # a server the memory knows nobody of, whose trigger fires first:
+        # the first row of the next flush is its
+        query(self.conn, f"""
+            CREATE SERVER badge FOREIGN DATA WRAPPER campus_sync OPTIONS (service 'opscom', url '{MOCK_API}',
+                                                                           login_source 'BANNER');
+            CREATE USER MAPPING FOR PUBLIC SERVER badge OPTIONS (api_token 'opscom-test-token-0123456789');
+            CREATE TRIGGER a_people_badge AFTER INSERT OR UPDATE ON people
+              FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('badge')""")
+        try:
+            reload_people(self.conn, 20, 2)
+            self.assertEqual(query(self.conn, "SELECT server, count(*) FROM campus_sync.queue "
+                                              "WHERE state = 'pending' GROUP BY server ORDER BY server"),
+                             [("badge", 20), ("opscom", 2)])
+            mock("reset")
+            self.assertEqual(deliver(self.conn, "opscom"), (2, 0, 0))
+            self.assertEqual(sorted(pushed()), [("P1", "New1"), ("P2", "New2")])
+        finally:
+            query(self.conn, "DROP SERVER badge CASCADE; DROP TRIGGER a_people_badge ON people")
+
+    def test_the_extension_created_again_in_the_same_session_has_its_memory_found(self):
+        conn = create_database("cs_memory_again", PEOPLE, skip_unchanged=True)
+        try:
+            query(conn, "INSERT INTO people VALUES ('P1', 'Ada', 'Lee', 'ada@campus.edu')")
+            self.assertEqual(deliver(conn), (1, 0, 0))
+            query(conn, "DROP EXTENSION campus_sync CASCADE")
+            install_campus_sync(conn, """
+                CREATE TRIGGER people_opscom AFTER INSERT OR UPDATE ON people
+                  FOR EACH ROW EXECUTE FUNCTION campus_sync.sync_trigger('opscom')""", skip_unchanged=True)
+            # the commit's memory check opens the new sync_state, not the dropped one
+            query(conn, "UPDATE people SET first_name = 'Ada' || 'x'")
+            self.assertEqual(scalar(conn, "SELECT count(*) FROM campus_sync.queue WHERE state = 'pending'"), 1)
+            mock("reset")
+            self.assertEqual(deliver(conn), (1, 0, 0))
+            # and a reload of the same body is dropped by it
+            query(conn, "BEGIN; TRUNCATE people; "
+                        "INSERT INTO people VALUES ('P1', 'Adax', 'Lee', 'ada@campus.edu'); COMMIT")
+            self.assertEqual(scalar(conn, "SELECT count(*) FROM campus_sync.queue WHERE state = 'pending'"), 0)
+            self.assertEqual(deliver(conn), (0, 0, 0))
+            self.assertEqual(pushed(), [("P1", "Adax")])
+        finally:
+            conn.close()
 
     def test_purge_keeps_the_memory(self):
         self.deliver_one("Ada")
