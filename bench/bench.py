@@ -23,10 +23,13 @@ noisy, and absolute numbers move with them.
      first full load of the same people
   6. memory across 1,000,000 deliveries: the private memory (RssAnon) of
      the deliver() backend and of the worker, before, at its peak and after
+  7. instructions (callgrind): what each trigger adds to a single-row
+     UPDATE commit and to a row of a 100,000-row UPDATE, free of the noise
 """
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,8 +50,8 @@ PUSH_PATH = "/api/OC_TOMA/v1/profiles/push"
 ROUNDS = 2 if QUICK else 5
 LATENCY_COMMITS = 50 if QUICK else 200
 ONLY = os.environ.get("BENCH_ONLY")
-assert ONLY in (None, "delivery", "worker", "endtoend", "memory", "rss", "trigger"), \
-    f"BENCH_ONLY={ONLY}: delivery, worker, endtoend, memory, rss or trigger"
+assert ONLY in (None, "delivery", "worker", "endtoend", "memory", "rss", "trigger", "instructions"), \
+    f"BENCH_ONLY={ONLY}: delivery, worker, endtoend, memory, rss, trigger or instructions"
 PGBENCH_SECONDS = 5 if QUICK else 10
 PEOPLE = 100_000
 
@@ -550,6 +553,89 @@ def sync_trigger_figures(conn):
         + "; " + "; ".join(f"{v} bulk s {', '.join(f'{x:.2f}' for x in t)}" for v, t in secs.items()))
 
 
+# -- 7. instructions, counted (callgrind) ---------------------------------------
+
+SINGLE_ROW_COMMITS = 2000
+
+
+def as_postgres(args, stdin_text, stderr=subprocess.DEVNULL):
+    """A command as the postgres OS user (the server refuses root)."""
+    return subprocess.run(["runuser", "-u", "postgres", "--", *args], input=stdin_text, text=True, cwd="/",
+                          stdout=subprocess.DEVNULL, stderr=stderr, check=True)
+
+
+def single_user(data, statements, valgrind=False):
+    """Runs the statements in a single-user backend on data (one per line,
+    each its own transaction); under callgrind, returns the instructions
+    it executed."""
+    command = [f"{PG_BIN}/postgres", "--single", "-D", data, "-c", "shared_buffers=128MB", "bench"]
+    if not valgrind:
+        as_postgres(command, statements)
+        return None
+    out = os.path.join(data, "callgrind.out")
+    res = as_postgres(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command], statements,
+                      stderr=subprocess.PIPE)
+    return int(next(l for l in res.stderr.splitlines() if "Collected" in l).split()[-1])
+
+
+def instruction_cluster():
+    """A stopped cluster of its own with the bench's database: each count
+    runs on a fresh copy of it, so every variant starts from the same rows."""
+    pristine = os.path.join(RUN_DIR, "instructions", "pristine")
+    os.makedirs(pristine)
+    shutil.chown(os.path.dirname(pristine), "postgres")
+    shutil.chown(pristine, "postgres")
+    as_postgres([f"{PG_BIN}/initdb", "-D", pristine, "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
+                 "--auth=trust"], "")
+    as_postgres([f"{PG_BIN}/postgres", "--single", "-D", pristine, "postgres"], "CREATE DATABASE bench\n")
+    setup = SETUP.replace("\n\n", "\n")  # -j: a command ends at a semicolon and an empty line
+    as_postgres([f"{PG_BIN}/postgres", "--single", "-j", "-D", pristine, "bench"],
+                setup + "\n\nVACUUM ANALYZE;\n\nCHECKPOINT;\n\n")
+    return pristine
+
+
+def count_instructions(pristine, variant, statements):
+    data = os.path.join(RUN_DIR, "instructions", "data")
+    shutil.rmtree(data, ignore_errors=True)
+    subprocess.run(["cp", "-a", pristine, data], check=True)
+    trigger = TRIGGERS[variant]
+    if trigger:
+        single_user(data, f"CREATE TRIGGER sync AFTER INSERT OR UPDATE ON people FOR EACH ROW {trigger}\n")
+    return single_user(data, statements, valgrind=True)
+
+
+def instruction_figures():
+    """Issue 12's goals 2 and 3 in instructions rather than time: what each
+    trigger adds to a single-row UPDATE commit and to each row of a
+    100,000-row UPDATE.  Counted by callgrind in a single-user backend,
+    so the machine's noise does not reach them."""
+    pristine = instruction_cluster()
+    rng = random.Random(1)
+    single = "".join(f"UPDATE people SET last_name = 'L{k}-{i}' WHERE unique_id = 'U{k}'\n"
+                     for i, k in ((i, rng.randint(1, PEOPLE)) for i in range(SINGLE_ROW_COMMITS)))
+    bulk = "UPDATE people SET last_name = last_name || 'x'\n"
+    start = count_instructions(pristine, "none", "")
+    counts = {v: (count_instructions(pristine, v, single), count_instructions(pristine, v, bulk))
+              for v in TRIGGERS}
+    none_single = (counts["none"][0] - start) / SINGLE_ROW_COMMITS
+    none_bulk = (counts["none"][1] - start) / PEOPLE
+    out("### Instructions (callgrind, single-user backend; PostgreSQL's own work included)")
+    out()
+    out(f"No trigger: {none_single:,.0f} instructions a single-row UPDATE commit, {none_bulk:,.0f} a row of the "
+        f"100,000-row UPDATE. What each trigger adds:")
+    out()
+    out("| trigger | a single-row commit | of no trigger | a row of the bulk UPDATE | of no trigger |")
+    out("|---|---|---|---|---|")
+    for v in TRIGGERS:
+        if v == "none":
+            continue
+        extra_single = (counts[v][0] - counts["none"][0]) / SINGLE_ROW_COMMITS
+        extra_bulk = (counts[v][1] - counts["none"][1]) / PEOPLE
+        out(f"| {v} | +{extra_single:,.0f} | +{extra_single / none_single:.0%} | +{extra_bulk:,.0f} "
+            f"| +{extra_bulk / none_bulk:.0%} |")
+    out()
+
+
 # -- 5. the delivered-state memory -----------------------------------------------
 
 RELOAD = 10_000
@@ -647,6 +733,8 @@ def main():
         rss_figures(conn, worker_conn)
     if ONLY in (None, "trigger"):
         sync_trigger_figures(conn)
+    if ONLY in (None, "instructions"):
+        instruction_figures()
     conn.close()
 
 

@@ -13,7 +13,7 @@ trap 'cs_cleanup' EXIT
 
 cs_take_install_lock
 cs_ensure_packages
-cs_ensure_packages nginx-light libnginx-mod-http-echo wrk
+cs_ensure_packages nginx-light libnginx-mod-http-echo wrk valgrind
 cs_build_install
 RUN_DIR=$(mktemp -d /tmp/campus_sync_bench.XXXXXX)
 chmod 755 "$RUN_DIR"
