@@ -47,6 +47,9 @@ SLOW = f"http://127.0.0.1:{os.environ['NGINX_SLOW']}"
 ACCESS_LOG = os.path.join(RUN_DIR, "nginx", "access.log")
 CURL_FLOOR = os.environ["CURL_FLOOR"]
 PUSH_PATH = "/api/OC_TOMA/v1/profiles/push"
+# what wrk and curl_floor send
+PUSH_BODY = ('{"apiToken":"bench-token","unique_id":"U1","login_source":"BANNER",'
+             '"first_name":"First1","last_name":"Last1","email":"u1@campus.edu"}')
 ROUNDS = 2 if QUICK else 5
 LATENCY_COMMITS = 50 if QUICK else 200
 ONLY = os.environ.get("BENCH_ONLY")
@@ -179,9 +182,7 @@ def wrk_rate(url):
     """wrk -t2 -c32 for 5 s: requests/s."""
     script = os.path.join(RUN_DIR, "post.lua")
     with open(script, "w") as f:
-        f.write('wrk.method = "POST"\n'
-                'wrk.body = \'{"apiToken":"bench-token","unique_id":"U1","login_source":"BANNER",'
-                '"first_name":"First1","last_name":"Last1","email":"u1@campus.edu"}\'\n'
+        f.write(f'wrk.method = "POST"\nwrk.body = \'{PUSH_BODY}\'\n'
                 'wrk.headers["Content-Type"] = "application/json"\n')
     res = subprocess.run(["wrk", "-t2", "-c32", "-d5s", "-s", script, url + PUSH_PATH],
                          capture_output=True, text=True, check=True).stdout
@@ -190,7 +191,7 @@ def wrk_rate(url):
 
 def curl_floor(url, requests):
     """libcurl alone: requests/s of bench/curl_floor.c, 32 at a time."""
-    res = subprocess.run([CURL_FLOOR, url + PUSH_PATH, "32", str(requests)],
+    res = subprocess.run([CURL_FLOOR, url + PUSH_PATH, "32", str(requests), PUSH_BODY],
                          capture_output=True, text=True, check=True).stdout.split()
     assert res[1] == "0", f"curl_floor: {res[1]} requests failed"
     return float(res[0])

@@ -7,7 +7,7 @@
  * beside wrk and deliver() on the same remote: the share of wrk's rate that
  * libcurl itself leaves to a deliverer.
  *
- * Usage: curl_floor URL CONCURRENCY REQUESTS
+ * Usage: curl_floor URL CONCURRENCY REQUESTS BODY
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -15,9 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char body[] =
-"{\"apiToken\":\"bench-token\",\"unique_id\":\"U1\",\"login_source\":\"BANNER\","
-"\"first_name\":\"First1\",\"last_name\":\"Last1\",\"email\":\"u1@campus.edu\"}";
+static const char *body;			/* the one wrk sends too (bench.py) */
 
 typedef struct Answer
 {
@@ -73,14 +71,15 @@ main(int argc, char **argv)
 	struct timespec t0,
 				t1;
 
-	if (argc != 4)
+	if (argc != 5)
 	{
-		fprintf(stderr, "usage: curl_floor URL CONCURRENCY REQUESTS\n");
+		fprintf(stderr, "usage: curl_floor URL CONCURRENCY REQUESTS BODY\n");
 		return 2;
 	}
 	url = argv[1];
 	concurrency = atoi(argv[2]);
 	total = atol(argv[3]);
+	body = argv[4];
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	multi = curl_multi_init();
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) concurrency);

@@ -728,25 +728,21 @@ json_add_field(StringInfo buf, bool *first, const char *field, const char *value
 	int			field_len = strlen(field);
 	int			value_len = plain_json_length(value);
 
-	if (value_len < 0)
-	{
-		if (!*first)
-			appendStringInfoChar(buf, ',');
-		*first = false;
-		appendStringInfoChar(buf, '"');
-		appendBinaryStringInfo(buf, field, field_len);
-		appendBinaryStringInfo(buf, "\":", 2);
-		append_json_string(buf, value);
-		return;
-	}
-	/* ,"field":"value" and the terminating NUL */
-	enlargeStringInfo(buf, field_len + value_len + 7);
+	/* ,"field":"value" and the terminating NUL, if the value is plain */
+	enlargeStringInfo(buf, field_len + Max(value_len, 0) + 7);
 	if (!*first)
 		buf->data[buf->len++] = ',';
 	*first = false;
 	buf->data[buf->len++] = '"';
 	put_bytes(buf, field, field_len);
-	put_bytes(buf, "\":\"", 3);
+	put_bytes(buf, "\":", 2);
+	if (value_len < 0)
+	{
+		buf->data[buf->len] = '\0';
+		append_json_string(buf, value);
+		return;
+	}
+	buf->data[buf->len++] = '"';
 	put_bytes(buf, value, value_len);
 	buf->data[buf->len++] = '"';
 	buf->data[buf->len] = '\0';
