@@ -335,11 +335,16 @@ class WorkerWakeTest(WorkerClusterCase):
         once (the poll is 10 minutes: only the wake can send it)."""
         query(self.conn, "SELECT campus_sync.pause('opscom', 'test')")
         self.addCleanup(self.sql_on_new_connection, "DELETE FROM campus_sync.paused_servers")
-        query(self.conn, "INSERT INTO people VALUES ('Z1', 'Ada', 'Lovelace', 'ada@campus.edu')")
-        query(self.conn, "UPDATE people SET first_name = 'Ava' WHERE unique_id = 'Z1'")
+        # one transaction: the worker, woken by its commit, moves both items
+        # together and keeps the newer (two commits raced the worker's move:
+        # moved apart, both stayed pending; together, one)
+        query(self.conn, "BEGIN; INSERT INTO people VALUES ('Z1', 'Ada', 'Lovelace', 'ada@campus.edu'); "
+                         "UPDATE people SET first_name = 'Ava' WHERE unique_id = 'Z1'; COMMIT")
+        wait_for(lambda: scalar(self.conn, "SELECT count(*) FROM campus_sync.inbox") == 0, 10,
+                 what="the worker to move the inbox")
         time.sleep(2)
         self.assertEqual(pushes(), [])
-        self.assertEqual(states(self.conn), {"pending": 2})
+        self.assertEqual(states(self.conn), {"pending": 1})
         query(self.conn, "SELECT campus_sync.resume('opscom')")
         wait_for(lambda: states(self.conn).get("delivered") == 1, 10, what="the item delivered after resume()")
         sent = pushes()
